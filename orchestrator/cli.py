@@ -1,0 +1,69 @@
+"""``unlearn``: the command-line entry point. Each subcommand lives in ``orchestrator/commands/<name>.py``.
+
+User errors (bad input, missing files, tampered checkpoints) print one ``error:`` line and exit 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from trainables.errors import UserError
+
+# Order = order in `unlearn --help`.
+COMMANDS = ["pretrain", "forget", "retrain", "evaluate", "tune", "requests", "models", "schedule", "report",
+            "inspect", "demo"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: usage + message, exit 2 (as argparse does)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="unlearn",
+        description="Machine unlearning for contrastive and supervised image models: pretrain, forget (gradient-"
+                    "penalty unlearning and baselines), audit with membership inference, search hyperparameters, "
+                    "and run scheduled deletion batches, on a laptop or a Ray cluster.",
+        epilog="Run `unlearn COMMAND --help` for the options of a command. Docs: README.md and docs/.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"orchestrator.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"orchestrator.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """The config options every job command shares."""
+    p.add_argument("--config", metavar="FILE", help="YAML job config (see docs/config.md)")
+    p.add_argument("--preset", metavar="NAME", help="a shipped preset, e.g. overfit, demo")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set optim.lr=0.01 (repeatable)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)

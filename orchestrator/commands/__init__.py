@@ -1,0 +1,1 @@
+"""One module per ``unlearn`` subcommand, each with ``register(subparsers)``."""

@@ -1,0 +1,42 @@
+"""Run a job in-process (``--workers 0``) or on Ray Train (``--workers N``), then write its checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from trainables.checkpoint import save_checkpoint
+from trainables.errors import UserError
+from trainables.loops.context import LoopContext, resolve_device
+from trainables.tasks import checkpoint_meta, load_data, pretrain_task
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """Refuse an existing, non-empty output before any work is done (nothing is ever overwritten)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not empty; choose another --out")
+    return out
+
+
+def local_context(job) -> LoopContext:
+    if job.runtime.num_threads:
+        torch.set_num_threads(job.runtime.num_threads)
+    return LoopContext(device=resolve_device(job.runtime.device), progress=job.runtime.progress)
+
+
+def run_pretrain(job, out: str | Path, *, workers: int = 0, use_gpu: bool = False) -> tuple[Path, dict]:
+    """Pretrain and save a checkpoint at ``out``; returns the path and the final metrics."""
+    out = check_out_dir(out)
+    source, splits = load_data(job.data)  # validates the data set and splits before anything runs
+    t0 = time.perf_counter()
+    if workers > 0:
+        from orchestrator.train_driver import run_pretrain_distributed  # Ray only on this path
+
+        return run_pretrain_distributed(job, out, workers=workers, use_gpu=use_gpu)
+    model, history, spec, _, _ = pretrain_task(job, local_context(job), source=source, splits=splits)
+    meta = checkpoint_meta(job, "pretrain", history, wall_time_s=time.perf_counter() - t0)
+    save_checkpoint(out, model, spec=spec, meta=meta, splits=splits)
+    return out, meta["metrics"]

@@ -1,0 +1,1 @@
+"""Code that runs on workers: data, models, losses, loops and attacks. Never imports Ray."""

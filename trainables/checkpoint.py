@@ -1,0 +1,176 @@
+"""The checkpoint format: a directory with weights, metadata and the split manifest, verified on load.
+
+    DIR/model.pt         state_dict only, read with ``torch.load(weights_only=True)``: nothing else is unpickled
+    DIR/meta.json        method, backbone, dataset, split seed, full job config, package versions, sha256 of files
+    DIR/splits.parquet   the split manifest (sample_id, split, label) the model was trained on
+    DIR/train_state.pt   optional: optimizer / RNG / memory-bank state for an exact resume (tensors only)
+
+Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves half a checkpoint,
+and an existing checkpoint is never overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainables.data.splits import Splits
+from trainables.errors import UserError
+from trainables.models import UnlearnableModel, build_model
+
+FORMAT_VERSION = 1
+WEIGHTS, META, MANIFEST, TRAIN_STATE = "model.pt", "meta.json", "splits.parquet", "train_state.pt"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in ("unlearn-orchestrator", "torch", "torchvision", "lightly", "ray", "scikit-learn", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class Checkpoint:
+    model: UnlearnableModel
+    meta: dict[str, Any]
+    splits: Splits | None
+    path: Path
+    train_state: dict[str, Any] | None = field(default=None)
+
+
+def model_spec(method: str, model_cfg, num_classes: int, num_members: int | None) -> dict[str, Any]:
+    """What :func:`build_model` needs to rebuild the architecture; stored in ``meta.json``."""
+    return {"method": method, "model": model_cfg.model_dump(mode="json"), "num_classes": num_classes,
+            "num_members": num_members}
+
+
+def build_from_spec(spec: dict[str, Any]) -> UnlearnableModel:
+    from trainables.config import ModelConfig
+
+    return build_model(spec["method"], ModelConfig.model_validate(spec["model"]), num_classes=spec["num_classes"],
+                       num_members=spec["num_members"])
+
+
+def save_checkpoint(out_dir: str | Path, model: UnlearnableModel, *, spec: dict[str, Any], meta: dict[str, Any],
+                    splits: Splits | None = None, train_state: dict[str, Any] | None = None,
+                    overwrite: bool = False) -> Path:
+    """Write atomically. ``meta`` holds job facts (config, dataset, metrics...); file hashes are added here."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} already exists and is not empty; choose another --out (checkpoints are never "
+                        f"overwritten)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(state, tmp / WEIGHTS)
+        files = {WEIGHTS: sha256_file(tmp / WEIGHTS)}
+        if splits is not None:
+            splits.save(tmp / MANIFEST)
+            files[MANIFEST] = sha256_file(tmp / MANIFEST)
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE)
+            files[TRAIN_STATE] = sha256_file(tmp / TRAIN_STATE)
+        full_meta = {
+            "format_version": FORMAT_VERSION,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model_spec": spec,
+            "packages": package_versions(),
+            **meta,
+            "sha256": files,
+        }
+        (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True, default=str))
+        _fsync_dir(tmp)
+        if out.exists():
+            backup = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(backup)
+            tmp.rename(out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not (p / META).is_file():
+        raise UserError(f"{p} is not a checkpoint: {META} is missing")
+    try:
+        return json.loads((p / META).read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{p / META} is corrupt: {exc}") from None
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Check every listed file against its sha256; return the metadata. Raises UserError on any mismatch."""
+    p = Path(path)
+    meta = read_meta(p)
+    files = meta.get("sha256") or {}
+    if WEIGHTS not in files:
+        raise UserError(f"{p / META} lists no sha256 for {WEIGHTS}; refusing an unverifiable checkpoint")
+    for name, expected in files.items():
+        f = p / name
+        if not f.is_file():
+            raise UserError(f"checkpoint {p} is incomplete: {name} is missing")
+        actual = sha256_file(f)
+        if actual != expected:
+            raise UserError(f"checkpoint {p} failed verification: sha256 of {name} is {actual[:12]}..., "
+                            f"meta.json says {expected[:12]}... (tampered or corrupt)")
+    return meta
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  any unpickling problem is a bad file, not a bug
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Checkpoint:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"checkpoint not found: {p}")
+    meta = verify_checkpoint(p)
+    model = build_from_spec(meta["model_spec"])
+    state = _torch_load(p / WEIGHTS)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {p} does not match its architecture: {exc}") from None
+    splits = Splits.load(p / MANIFEST) if (p / MANIFEST).is_file() else None
+    train_state = None
+    if with_train_state and (p / TRAIN_STATE).is_file():
+        train_state = _torch_load(p / TRAIN_STATE)
+        model.load_extra_state_tensors(train_state.get("model_extra", {}))
+    return Checkpoint(model, meta, splits, p, train_state)

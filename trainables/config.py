@@ -1,0 +1,116 @@
+"""Typed configuration shared by every job. Validated at the edge (CLI / YAML), passed as-is to workers.
+
+All models forbid unknown keys, so a typo in a YAML file or a ``--set`` override is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trainables.errors import UserError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    """Which data set, and how it is divided into member / forget / retain / non-member splits."""
+
+    dataset: str = Field("digits", description="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH")
+    data_dir: str = Field("~/.cache/unlearn/data", description="where torchvision data sets live")
+    download: bool = Field(False, description="let torchvision download missing files")
+    image_size: int = Field(32, ge=8, le=512)
+    split_seed: int = 0
+    num_members: int | None = Field(None, ge=1, description="default: 10000, or half the pool when smaller")
+    num_nonmembers: int | None = Field(None, ge=2, description="default: 10000, or what remains")
+    nonmember_ref_fraction: float = Field(0.5, gt=0, lt=1, description="share of non-members the unlearning may use")
+    forget_fraction: float | None = Field(0.2, description="share of members to forget (paper: 20%)")
+    forget_count: int | None = Field(None, description="number of members to forget (overrides the fraction)")
+    forget_ids: list[int] | None = Field(None, description="explicit sample ids to forget (overrides both)")
+    shadow_members: int = Field(0, ge=0, description="disjoint members of a shadow model (shadow attacks)")
+    shadow_nonmembers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_forget(self) -> DataConfig:
+        if self.forget_ids is None and self.forget_count is None:
+            if self.forget_fraction is None or not 0 < self.forget_fraction < 1:
+                raise ValueError(f"forget_fraction must be in (0, 1), got {self.forget_fraction}")
+        if self.forget_count is not None and self.forget_count < 1:
+            raise ValueError(f"forget_count must be at least 1, got {self.forget_count}")
+        if self.forget_ids is not None and len(self.forget_ids) == 0:
+            raise ValueError("forget_ids is empty: name at least one sample id to forget")
+        return self
+
+
+class AugmentConfig(StrictModel):
+    """Augmentation strength. 1.0 is the SimCLR CIFAR recipe; near 0 is the weak 'overfit' recipe."""
+
+    strength: float = Field(1.0, ge=0, le=1)
+    hflip: float = Field(0.5, ge=0, le=1)
+    backend: Literal["batched", "per_image"] = Field(
+        "batched", description="batched: per-sample random tensor ops on the device; per_image: lightly transforms"
+    )
+
+
+class ModelConfig(StrictModel):
+    backbone: Literal["small_cnn", "resnet18"] = "small_cnn"
+    width: int = Field(32, ge=4, description="channels of the first small_cnn stage")
+    norm: Literal["batch", "group"] = "batch"
+    proj_dim: int = Field(128, ge=8)
+    memory_bank_size: int = Field(4096, ge=0, description="MoCo negatives queue (capped at the member count)")
+    temperature: float = Field(0.1, gt=0)
+    momentum: float = Field(0.99, ge=0, lt=1, description="start momentum of MoCo/BYOL targets (cosine to 1)")
+    embed_output: Literal["features", "projection", "logits"] | None = Field(
+        None, description="what penalties and attacks see; default features for encoders, logits for classifiers"
+    )
+
+
+class OptimConfig(StrictModel):
+    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    batch_size: int = Field(128, ge=2)
+    epochs: int = Field(20, ge=1)
+    cosine_schedule: bool = False
+
+
+class EvalConfig(StrictModel):
+    knn_k: int = Field(200, ge=1)
+    knn_temperature: float = Field(0.1, gt=0)
+    knn_every: int = Field(1, ge=0, description="kNN monitor every N epochs (0: only at the end)")
+    linear_probe: bool = True
+
+
+class RuntimeConfig(StrictModel):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    num_threads: int | None = Field(None, ge=1)
+    amp_bf16: bool = Field(False, description="torch.autocast bf16 on CUDA")
+    channels_last: bool = False
+    progress: bool = True
+
+
+Method = Literal["moco", "simclr", "byol", "supervised"]
+METHODS: tuple[str, ...] = ("moco", "simclr", "byol", "supervised")
+
+
+class PretrainJob(StrictModel):
+    """One pretraining job: `unlearn pretrain`."""
+
+    method: Method = "simclr"
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    return method

@@ -1,0 +1,1 @@
+"""Utility metrics for encoders and classifiers (kNN, linear probe, accuracy)."""
