@@ -27,15 +27,17 @@ def local_context(job) -> LoopContext:
     return LoopContext(device=resolve_device(job.runtime.device), progress=job.runtime.progress)
 
 
-def run_pretrain(job, out: str | Path, *, workers: int = 0, use_gpu: bool = False) -> tuple[Path, dict]:
-    """Pretrain and save a checkpoint at ``out``; returns the path and the final metrics."""
+def run_pretrain(job, out: str | Path, *, workers: int = 0, use_gpu: bool = False,
+                 ray_options=None) -> tuple[Path, dict]:
+    """Pretrain and save a checkpoint at ``out``; returns the path and the final metrics. ``ray_options``
+    (:class:`orchestrator.ray_options.RayOptions`): storage, run name, failures... of the Ray Train path."""
     out = check_out_dir(out)
     source, splits = load_data(job.data)  # validates the data set and splits before anything runs
     t0 = time.perf_counter()
     if workers > 0:
         from orchestrator.train_driver import run_pretrain_distributed  # Ray only on this path
 
-        return run_pretrain_distributed(job, out, workers=workers, use_gpu=use_gpu)
+        return run_pretrain_distributed(job, out, workers=workers, use_gpu=use_gpu, options=ray_options)
     model, history, spec, _, _ = pretrain_task(job, local_context(job), source=source, splits=splits)
     meta = checkpoint_meta(job, "pretrain", history, wall_time_s=time.perf_counter() - t0)
     save_checkpoint(out, model, spec=spec, meta=meta, splits=splits)

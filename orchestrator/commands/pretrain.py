@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.cli import add_config_args
 from orchestrator.config import load_job
+from orchestrator.ray_options import add_ray_args, ray_options_from_args
 from trainables.config import PretrainJob
 
 
@@ -17,18 +18,19 @@ def register(sub) -> None:
     p.add_argument("--dataset", help="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH")
     p.add_argument("--epochs", type=int, help="pretraining epochs")
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
-    p.add_argument("--workers", type=int, default=0, help="Ray Train workers (0: in this process)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     add_config_args(p)
+    add_ray_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from orchestrator.jobs import run_pretrain
 
+    options = ray_options_from_args(args)
     job = load_job(PretrainJob, config_file=args.config, preset=args.preset, overrides=args.overrides,
                    cli_values={"method": args.method, "data.dataset": args.dataset, "optim.epochs": args.epochs})
-    out, metrics = run_pretrain(job, args.out, workers=args.workers, use_gpu=args.gpu)
+    out, metrics = run_pretrain(job, args.out, workers=options.workers, use_gpu=options.use_gpu,
+                                ray_options=options)
     acc = metrics.get("knn_acc")
     print(f"checkpoint: {out}")
     if acc is not None:
