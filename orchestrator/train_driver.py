@@ -99,7 +99,8 @@ def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
     from orchestrator.workers import WorkerRun, train_fn_per_worker
 
     resources = {"CPU": options.cpus_per_worker, **({"GPU": 1} if options.use_gpu else {})}
-    run = WorkerRun(plan.storage, plan.name, options.checkpoint_every, os.getcwd(), options.inject_fault)
+    run = WorkerRun(plan.storage, plan.name, options.checkpoint_every, os.getcwd(),
+                    threads=max(1, int(options.cpus_per_worker)), inject_fault=options.inject_fault)
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config={"task": task, "run": run},

@@ -49,6 +49,7 @@ class WorkerRun:
     run_name: str
     checkpoint_every: int
     cwd: str                               # the driver's working directory (relative data paths)
+    threads: int = 1                       # torch threads unless runtime.num_threads says otherwise
     inject_fault: FaultInjection | None = None
 
 
@@ -57,6 +58,7 @@ def checkpoint_dir_name(epoch: int) -> str:
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
+    started_at = time.time()
     task: TrainTask = config["task"]
     run: WorkerRun = config["run"]
     # Ray Train logs every report at INFO through a root-level logger: keep the console to our per-epoch lines.
@@ -67,8 +69,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     if previous_error:  # deterministic (bad input, NaN): don't spend the restarts on it
         raise UserError(previous_error)
     job = task.job
-    if job.runtime.num_threads:
-        torch.set_num_threads(job.runtime.num_threads)
+    torch.set_num_threads(job.runtime.num_threads or run.threads)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
@@ -94,7 +95,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     except UserError as exc:
         run.storage.write_text(run.storage.join(run.run_name, USER_ERROR), str(exc))
         raise
-    return {"resumed_from_epoch": start_epoch, "epochs_reported": reporter.reported} if rank == 0 else None
+    if rank != 0:
+        return None
+    return {"resumed_from_epoch": start_epoch, "started_at": started_at, "reports": reporter.reported}
 
 
 def _log(message: str) -> None:
@@ -123,7 +126,7 @@ class EpochReporter:
         self.task, self.setup, self.run = task, setup, run
         self.rank, self.world_size, self.start_epoch = rank, world_size, start_epoch
         self.model: torch.nn.Module | None = None
-        self.reported: list[int] = []
+        self.reported: list[tuple[int, float]] = []  # (epoch, wall-clock time of its report)
 
     def __call__(self, epoch: int, metrics: dict[str, Any], train_state_fn) -> None:
         # In place: the loop's history holds this dict, so checkpoints store the merged values too.
@@ -141,7 +144,7 @@ class EpochReporter:
             # resumed_from_epoch: which attempt trained this epoch (0: the first), for the reports only
             ray.train.report({**metrics, "resumed_from_epoch": self.start_epoch}, checkpoint=checkpoint,
                              checkpoint_dir_name=checkpoint_dir_name(done) if checkpoint else None)
-        self.reported.append(done)
+        self.reported.append((done, time.time()))
         if self.run.inject_fault is not None:
             _maybe_inject_fault(self.run, done, due, self.rank, self.world_size)
 

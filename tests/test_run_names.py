@@ -93,3 +93,27 @@ def test_cli_rejects_bad_ray_flags_before_writing_anything(tmp_path, capsys, fla
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_workers_0_trains_in_this_process_without_importing_ray(tmp_path):
+    """The default path: the plain loop, no Ray import, no run storage."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    out = tmp_path / "ckpt"
+    script = (
+        "import sys; from orchestrator.cli import main\n"
+        f"code = main(['pretrain', '--out', {str(out)!r}, '--workers', '0', '--epochs', '1',"
+        " '--set', 'data.image_size=16', '--set', 'data.num_members=100', '--set', 'data.num_nonmembers=100',"
+        " '--set', 'model.width=8', '--set', 'optim.batch_size=50', '--set', 'eval.knn_k=10',"
+        " '--set', 'eval.linear_probe=false', '--set', 'runtime.progress=false'])\n"
+        "assert code == 0, code\n"
+        "assert 'ray' not in sys.modules, 'the in-process path imported ray'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["kind"] == "pretrain" and "distributed" not in meta and len(meta["history"]) == 1

@@ -1,0 +1,179 @@
+"""What Ray Train costs over a plain PyTorch loop, and what a gradient-penalty step costs over a plain step.
+
+Same job (SimCLR, small CNN, digits at 32 px) both ways, with the same number of CPU threads:
+
+1. Steady-state epoch throughput: the plain loop in this process vs Ray Train with 1 worker, from the interval
+   between consecutive epoch ends after the first (the Ray side includes its per-epoch metric merge, checkpoint
+   and ``ray.train.report``). Target: Ray / plain >= 0.95.
+2. Fixed start-up: everything but the steady-state epochs (worker start, process group, data and model set-up,
+   first-epoch warm-up), Ray minus plain; ``ray.init`` of a local cluster is reported separately. Target <= 15 s.
+3. GP step: one optimiser step of ``loss(views) + member_gradient_penalty(model, x)`` (input-gradient norms with
+   ``create_graph=True``, then one backward: double backward) vs one plain ``loss(views)`` step. Target <= 2.5x.
+
+Usage (numbers on a shared 2-core machine are noisy: rerun on a quiet one):
+    python benchmarks/ray_overhead.py --epochs 6 --members 1024 --threads 1 [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from trainables.config import PretrainJob  # noqa: E402
+from trainables.loops.context import LoopContext  # noqa: E402
+
+try:  # the paper's Eq. 3 term (issue 3, unlearning branch)
+    from trainables.losses.member_gradient_penalty import member_gradient_penalty
+except ImportError:  # until that lands: the same computation, locally
+    member_gradient_penalty = None
+
+
+def bench_job(args) -> PretrainJob:
+    return PretrainJob.model_validate({
+        "method": "simclr",
+        "data": {"dataset": "digits", "image_size": 32, "num_members": args.members, "num_nonmembers": 400},
+        "model": {"backbone": "small_cnn", "width": args.width},
+        "optim": {"epochs": args.epochs, "batch_size": args.batch_size},
+        "augment": {"strength": 0.5},
+        "eval": {"knn_every": 0, "linear_probe": False},  # one kNN monitor at the end, same both ways
+        "runtime": {"device": "cpu", "num_threads": args.threads, "progress": False},
+    })
+
+
+def steady_interval(epoch_ends: list[float]) -> float:
+    """Median seconds per epoch after the first one (warm-up)."""
+    return statistics.median(b - a for a, b in zip(epoch_ends[1:], epoch_ends[2:], strict=False))
+
+
+def plain_loop(job) -> dict:
+    from trainables.tasks import pretrain_task
+
+    torch.set_num_threads(job.runtime.num_threads)
+    ends: list[float] = []
+    ctx = LoopContext(on_epoch_end=lambda epoch, metrics, state: ends.append(time.time()), progress=False,
+                      log=lambda message: None)
+    t0 = time.time()
+    pretrain_task(job, ctx)
+    total = time.time() - t0
+    interval = steady_interval(ends)
+    return {"total_s": total, "epoch_s": interval, "fixed_s": total - len(ends) * interval}
+
+
+def ray_train(job, storage: str) -> dict:
+    from orchestrator.ray_options import RayOptions
+    from orchestrator.run_names import claim_run, plan_run
+    from orchestrator.storage import open_storage
+    from orchestrator.train_driver import build_trainer, connect_ray
+    from orchestrator.train_tasks import pretrain_train_task
+
+    t0 = time.time()
+    connect_ray(None)
+    init_s = time.time() - t0
+    out = Path(storage) / "out"
+    plan = plan_run(open_storage(storage), "pretrain", job, out)
+    claim_run(plan, job, out)
+    options = RayOptions(workers=1, cpus_per_worker=job.runtime.num_threads, storage=storage)
+    t1 = time.time()
+    result = build_trainer(pretrain_train_task(job), plan, options).fit()
+    total = time.time() - t1
+    ends = [t for _, t in result.return_value["reports"]]
+    interval = steady_interval(ends)
+    return {"ray_init_s": init_s, "total_s": total, "epoch_s": interval, "fixed_s": total - len(ends) * interval,
+            "until_worker_fn_s": result.return_value["started_at"] - t1}
+
+
+def _local_member_gradient_penalty(model, x):
+    x = x.detach().requires_grad_(True)
+    out = model(x, task="embed")
+    (grad,) = torch.autograd.grad(out, x, grad_outputs=torch.ones_like(out), create_graph=True)
+    norms = grad.flatten(1).norm(2, dim=1)
+    return ((norms - 1) ** 2).mean()
+
+
+def gp_step_ratio(job, steps: int = 15, warmup: int = 3) -> dict:
+    """Median time of a plain training step and of a training + gradient-penalty step on the same batch."""
+    from trainables.data.augment import ViewMaker
+    from trainables.loops.context import build_optimizer
+    from trainables.tasks import load_data, new_model
+
+    torch.set_num_threads(job.runtime.num_threads)
+    source, splits = load_data(job.data)
+    model, _ = new_model(job, source, len(splits["member"]))
+    optimizer = build_optimizer(model.parameters(), job.optim)
+    images = source.images[torch.from_numpy(splits["member"][: job.optim.batch_size])]
+    views = ViewMaker(job.augment, images.shape[-1])(images, "cpu", 2)
+    penalty_fn = member_gradient_penalty or _local_member_gradient_penalty
+
+    def step(with_gp: bool) -> float:
+        t0 = time.perf_counter()
+        loss = model(views, task="loss")
+        if with_gp:
+            penalty = penalty_fn(model, views[0])
+            loss = loss + (penalty.loss if hasattr(penalty, "loss") else penalty)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - t0
+
+    model.train()
+    for _ in range(warmup):
+        step(False), step(True)
+    plain, gp = [], []
+    for _ in range(steps):  # interleaved, so background load hits both alike
+        plain.append(step(False))
+        gp.append(step(True))
+    return {"plain_step_s": statistics.median(plain), "gp_step_s": statistics.median(gp),
+            "penalty": "trainables.losses" if member_gradient_penalty else "local double backward"}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--members", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="torch threads = CPUs per Ray worker")
+    p.add_argument("--json", help="also write the figures here")
+    args = p.parse_args()
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    job = bench_job(args)
+
+    before = plain_loop(job)
+    with tempfile.TemporaryDirectory(prefix="ray-overhead-") as storage:
+        ray = ray_train(job, storage)
+    after = plain_loop(job)  # plain runs before and after Ray; the faster one counts (conservative ratio)
+    plain = min(before, after, key=lambda r: r["epoch_s"])
+    gp = gp_step_ratio(job)
+    figures = {
+        "throughput_ratio": plain["epoch_s"] / ray["epoch_s"],
+        "startup_overhead_s": ray["fixed_s"] - plain["fixed_s"],
+        "ray_init_s": ray["ray_init_s"],
+        "gp_step_ratio": gp["gp_step_s"] / gp["plain_step_s"],
+        "plain": plain, "plain_runs_epoch_s": [before["epoch_s"], after["epoch_s"]], "ray": ray, "gp": gp,
+        "args": vars(args),
+    }
+    print(f"epoch (steady state): plain {plain['epoch_s']:.3f} s (runs: {before['epoch_s']:.3f}, "
+          f"{after['epoch_s']:.3f}), Ray Train 1 worker {ray['epoch_s']:.3f} s "
+          f"-> throughput ratio {figures['throughput_ratio']:.3f} (target >= 0.95)")
+    print(f"fixed start-up: Ray {ray['fixed_s']:.1f} s - plain {plain['fixed_s']:.1f} s = "
+          f"{figures['startup_overhead_s']:.1f} s (target <= 15 s); of it {ray['until_worker_fn_s']:.1f} s until the "
+          f"worker function starts; ray.init (local cluster) {ray['ray_init_s']:.1f} s")
+    print(f"GP step: {gp['gp_step_s'] * 1e3:.1f} ms vs plain step {gp['plain_step_s'] * 1e3:.1f} ms -> "
+          f"{figures['gp_step_ratio']:.2f}x (target <= 2.5x; penalty from {gp['penalty']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
