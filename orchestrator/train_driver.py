@@ -44,8 +44,10 @@ def run_pretrain_distributed(job, out: str | Path, workers: int = 1, use_gpu: bo
 
 def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tuple[Path, dict[str, Any]]:
     """Train ``task`` on ``options.workers`` Ray Train workers (resuming its run if one exists); export to ``out``."""
+    from orchestrator.jobs import check_out_dir
+
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_out_dir(out)
     if options.workers < 1:
         raise UserError("the Ray Train path needs --workers 1 or more (0 runs in this process)")
     _check_device(task.job, options)
