@@ -40,7 +40,7 @@ class RayOptions:
     workers: int = 0                 # 0: the plain loop in this process, no Ray
     use_gpu: bool = False            # one GPU per worker
     cpus_per_worker: float = 1.0
-    storage: str | None = None       # local dir or pyarrow/fsspec URI (default ~/ray_results)
+    storage: str | None = None       # local dir or pyarrow/fsspec URI (default $UNLEARN_STORAGE, ~/ray_results)
     run_name: str | None = None      # default: <kind>-<hash of job config + --out>
     max_failures: int = 3            # worker-group restarts from the latest checkpoint (-1: unlimited)
     checkpoint_every: int = 1        # epochs between checkpoints (the last epoch always checkpoints)
@@ -70,7 +70,7 @@ def add_ray_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     g.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="N", help="CPUs reserved per worker")
     g.add_argument("--storage", metavar="PATH|URI", help="where runs and checkpoints live: a directory or "
-                   "s3://, gs://, ... (shared storage on multi-node clusters; default ~/ray_results)")
+                   "s3://, gs://, ... (shared by all nodes of a cluster; default $UNLEARN_STORAGE, else ~/ray_results)")
     g.add_argument("--run-name", metavar="NAME", help="the run to create or resume (default: derived from a hash "
                    "of the config and --out, so relaunching the same command resumes)")
     g.add_argument("--max-failures", type=int, default=3, metavar="K",

@@ -22,6 +22,7 @@ import pyarrow.fs as pafs
 from trainables.errors import UserError
 
 DEFAULT_STORAGE = "~/ray_results"
+STORAGE_ENV = "UNLEARN_STORAGE"  # the default on a cluster (cluster.yaml sets it to the shared bucket)
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ class Storage:
 
 
 def open_storage(uri: str | os.PathLike | None) -> Storage:
-    """A local path (``~`` expanded, made absolute), a pyarrow URI, or an fsspec URI whose library is installed."""
-    text = str(uri) if uri is not None else DEFAULT_STORAGE
+    """A local path (``~`` expanded, made absolute), a pyarrow URI, or an fsspec URI whose library is installed.
+    ``None``: ``$UNLEARN_STORAGE``, else ``~/ray_results``."""
+    text = str(uri) if uri is not None else (os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
     if not text.strip():
         raise UserError("--storage is empty; give a directory or a URI such as s3://bucket/runs")
     if "://" not in text:

@@ -63,11 +63,11 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     run: WorkerRun = config["run"]
     # Ray Train logs every report at INFO through a root-level logger: keep the console to our per-epoch lines.
     logging.getLogger().setLevel(logging.WARNING)
-    if os.path.isdir(run.cwd):  # Ray moves workers into a scratch dir; relative paths in configs mean the driver's
-        os.chdir(run.cwd)
     previous_error = run.storage.read_text(run.storage.join(run.run_name, USER_ERROR))
     if previous_error:  # deterministic (bad input, NaN): don't spend the restarts on it
         raise UserError(previous_error)
+    if os.path.isdir(run.cwd):  # Ray moves workers into a scratch dir; relative paths in configs mean the driver's
+        os.chdir(run.cwd)
     job = task.job
     torch.set_num_threads(job.runtime.num_threads or run.threads)
     context = ray.train.get_context()

@@ -65,6 +65,11 @@ def test_storage_accepts_local_paths_and_fsspec_uris(tmp_path, monkeypatch):
     assert plan_run(memory, "pretrain", tiny_job(), tmp_path / "o").resuming
     with pytest.raises(UserError, match="unsupported storage URI"):
         open_storage("nosuchscheme://x")
+    monkeypatch.setenv("UNLEARN_STORAGE", "memory://cluster-bucket/unlearn")  # the cluster default
+    assert open_storage(None).uri == "memory://cluster-bucket/unlearn"
+    monkeypatch.delenv("UNLEARN_STORAGE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert open_storage(None).uri == str(tmp_path / "ray_results")
 
 
 @pytest.mark.parametrize("kwargs, message", [
