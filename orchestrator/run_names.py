@@ -2,7 +2,7 @@
 
 Ray Train resumes a run when ``RunConfig(name, storage_path)`` points at an existing run directory. The default
 name is ``<kind>-<12 hex digits>``, the start of the sha256 of the job (kind, full validated config, absolute
-``--out`` path): the same command resumes, any change to the config or the output is a new run. Each run directory
+``--out`` path, and inputs the config does not name, such as the parent checkpoint): the same command resumes, any change to the config or the output is a new run. Each run directory
 holds ``unlearn_run.json`` with that hash; a directory with another hash (an explicit ``--run-name`` reused for a
 different job) or without the file (not made by this tool) is refused, never resumed.
 
@@ -32,9 +32,11 @@ USER_ERROR = "user_error.txt"  # a deterministic error seen by a worker: later a
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def job_hash(kind: str, job: BaseModel, out: str | Path) -> str:
-    """sha256 of what defines the job's result: its kind, full config and absolute output path."""
-    payload = {"kind": kind, "config": job.model_dump(mode="json"), "out": str(Path(out).expanduser().resolve())}
+def job_hash(kind: str, job: BaseModel, out: str | Path, identity: dict[str, Any] | None = None) -> str:
+    """sha256 of what defines the job's result: its kind, full config, absolute output path and any inputs the
+    config does not name (``identity``, e.g. the parent checkpoint's weights hash and the forget ids)."""
+    payload = {"kind": kind, "config": job.model_dump(mode="json"), "out": str(Path(out).expanduser().resolve()),
+               **({"identity": identity} if identity else {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -69,9 +71,10 @@ class RunPlan:
         return self.storage.display(self.name)
 
 
-def plan_run(storage: Storage, kind: str, job: BaseModel, out: str | Path, run_name: str | None = None) -> RunPlan:
+def plan_run(storage: Storage, kind: str, job: BaseModel, out: str | Path, run_name: str | None = None,
+             identity: dict[str, Any] | None = None) -> RunPlan:
     """Name the run and check what already exists under it (reads only; :func:`claim_run` writes)."""
-    digest = job_hash(kind, job, out)
+    digest = job_hash(kind, job, out, identity)
     name = check_run_name(run_name) if run_name else default_run_name(kind, digest)
     plan = RunPlan(storage, name, digest, kind, None)
     text = storage.read_text(plan.path(RUN_RECORD))

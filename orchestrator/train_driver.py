@@ -51,7 +51,7 @@ def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tu
     if options.workers < 1:
         raise UserError("the Ray Train path needs --workers 1 or more (0 runs in this process)")
     _check_device(task.job, options)
-    plan = plan_run(open_storage(options.storage), task.kind, task.job, out, options.run_name)
+    plan = plan_run(open_storage(options.storage), task.kind, task.job, out, options.run_name, task.identity)
     if plan.finished:  # trained before, but the export was deleted or failed: export again, no workers needed
         log(f"run {plan.display()} already finished; exporting its final checkpoint")
         return _export(_finished_checkpoint(plan), out, plan, options, t0)
@@ -59,7 +59,8 @@ def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tu
     started = connect_ray(address)
     try:
         _check_resources(options, joined=address is not None)
-        claim_run(plan, task.job, out, {"workers": options.workers, "use_gpu": options.use_gpu})
+        claim_run(plan, task.job, out, {"workers": options.workers, "use_gpu": options.use_gpu,
+                                        **({"identity": task.identity} if task.identity else {})})
         log(f"Ray Train run {plan.display()} ({'resuming' if plan.resuming else 'new'}, {options.workers} "
             f"worker(s){', GPU' if options.use_gpu else ''}); relaunch the same command to resume it")
         result = _fit(build_trainer(task, plan, options), plan)

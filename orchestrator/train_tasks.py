@@ -44,6 +44,8 @@ class TrainTask:
     setup: Callable[[Any], Setup]
     train: Callable[[Any, LoopContext, Setup], tuple[nn.Module, list[dict[str, Any]]]]
     ddp_kwargs: dict[str, Any] = field(default_factory=dict)  # DistributedDataParallel options
+    # Inputs that define the result but are not in ``job`` (parent checkpoint hash, forget ids): part of the run name
+    identity: dict[str, Any] = field(default_factory=dict)
     # meta(job, setup, history) -> the checkpoint's meta.json facts; default trainables.tasks.checkpoint_meta
     meta: Callable[[Any, Setup, list[dict[str, Any]]], dict[str, Any]] | None = None
 

@@ -21,6 +21,8 @@ def test_default_run_name_is_a_hash_of_kind_config_and_out(tmp_path):
     assert digest != job_hash("pretrain", tiny_job(optim={"lr": 0.1}), tmp_path / "a")
     assert digest != job_hash("pretrain", job, tmp_path / "b")
     assert digest != job_hash("retrain", job, tmp_path / "a")
+    with_parent = job_hash("pretrain", job, tmp_path / "a", {"parent": "sha-1"})
+    assert with_parent != digest and with_parent != job_hash("pretrain", job, tmp_path / "a", {"parent": "sha-2"})
     assert default_run_name("pretrain", digest) == f"pretrain-{digest[:12]}"
 
 
