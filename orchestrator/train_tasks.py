@@ -34,6 +34,7 @@ class Setup:
     source: ImageSource
     splits: Splits
     meta: dict[str, Any] = field(default_factory=dict)  # extra checkpoint metadata (e.g. the parent checkpoint)
+    state: Any = None             # whatever else the task's train/meta functions need (e.g. an UnlearnRun)
 
 
 @dataclass(frozen=True)

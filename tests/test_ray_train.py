@@ -1,5 +1,5 @@
 """Ray Train path (2 CPU workers, gloo) on the shared Ray instance: per-epoch reports, checkpoints, exact resume
-after a lost worker and after a killed driver. Three TorchTrainer runs plus one short partial run in total."""
+after a killed driver and a lost worker. Two TorchTrainer runs plus one short partial run."""
 
 from __future__ import annotations
 
@@ -80,55 +80,51 @@ def test_two_worker_pretraining_reports_every_epoch_and_exports_a_verified_check
     assert (uninterrupted["run_dir"] / f"epoch_{EPOCHS:04d}" / "train_state.pt").is_file()
 
 
-def test_a_lost_worker_restarts_from_the_latest_checkpoint_and_ends_identical(uninterrupted, tmp_path):
-    """Rank 1 calls os._exit(1) before epoch 3 (after epoch 2's checkpoint is committed). Every epoch is reported
-    exactly once; epochs 3-4 come from the restarted attempt; the weights, the MoCo memory bank and the optimizer
-    state equal the uninterrupted run's bit for bit (per-epoch seeds; same ranks, same reduction order)."""
+def test_relaunch_after_a_killed_driver_and_a_lost_worker_both_resume_exactly(uninterrupted, ray_session, tmp_path):
+    """Two faults in one run (one TorchTrainer start each, to keep the suite short):
+
+    1. A driver subprocess joins the shared cluster; a worker stalls before epoch 2 (epoch 1 committed) and the
+       driver is killed. Relaunching the same job (same default run name) resumes at epoch 2 instead of restarting.
+    2. In the relaunch, rank 1 calls os._exit(1) before epoch 4 (epoch 3 committed); Ray restarts the worker group
+       from that checkpoint.
+
+    Every epoch is reported exactly once, by the attempt the schedule says, and the weights, the MoCo memory bank
+    and the optimizer state equal the uninterrupted run's bit for bit (per-epoch seeds; same ranks and reduction
+    order)."""
     job, out = _job(), tmp_path / "ckpt"
-    run_pretrain(job, out, workers=2, ray_options=_options(tmp_path, max_failures=1,
-                                                           inject_fault=FaultInjection(3, "exit")))
+    config = tmp_path / "job.yaml"
+    config.write_text(dump_yaml(job))
     run_dir = _run_dir(tmp_path, job, out)
-    assert (run_dir / "fault_injected_before_epoch_3").is_file()
+    stalled = run_dir / "fault_injected_before_epoch_2"
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    cmd = [sys.executable, "-m", "orchestrator", "pretrain", "--config", str(config), "--out", str(out),
+           "--workers", "2", "--storage", str(tmp_path / "runs"), "--keep-checkpoints", str(EPOCHS),
+           "--address", ray_session.get_runtime_context().gcs_address, "--inject-fault", "2:stall"]
+    driver = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not stalled.exists() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert stalled.exists(), f"the driver never reached epoch 2: {driver.stderr.read().decode()[-3000:]}"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started; Ray ends its job's actors
+        driver.wait()
+    assert not out.exists()
+
+    path, _ = run_pretrain(job, out, workers=2, ray_options=_options(tmp_path, max_failures=1,
+                                                                     inject_fault=FaultInjection(4, "exit")))
+    assert (run_dir / "fault_injected_before_epoch_4").is_file()
     reports = _reports(run_dir)
-    assert [(r["epoch"], r["resumed_from_epoch"]) for r in reports] == [(1, 0), (2, 0), (3, 2), (4, 2)]
-    _assert_same_weights(load_checkpoint(out).model, load_checkpoint(uninterrupted["out"]).model)
+    assert [(r["epoch"], r["resumed_from_epoch"]) for r in reports] == [(1, 0), (2, 1), (3, 1), (4, 3)]
+    assert load_checkpoint(path).meta["distributed"]["resumed"] is True
+    _assert_same_weights(load_checkpoint(path).model, load_checkpoint(uninterrupted["out"]).model)
     final = f"epoch_{EPOCHS:04d}"
     state = load_checkpoint(run_dir / final, with_train_state=True).train_state
     reference = load_checkpoint(uninterrupted["run_dir"] / final, with_train_state=True).train_state
     assert torch.equal(state["model_extra"]["memory_bank"], reference["model_extra"]["memory_bank"])
     for key, value in state["optimizer"]["state"].items():
         assert torch.equal(value["exp_avg"], reference["optimizer"]["state"][key]["exp_avg"])
-
-
-def test_relaunch_after_the_driver_is_killed_resumes(uninterrupted, ray_session, tmp_path):
-    """A driver subprocess joins the shared cluster; a worker stalls before epoch 3 (epoch 2 committed); the driver
-    is killed; relaunching the same job resumes at epoch 3 and ends with the uninterrupted run's weights."""
-    job, out = _job(), tmp_path / "ckpt"
-    config = tmp_path / "job.yaml"
-    config.write_text(dump_yaml(job))
-    run_dir = _run_dir(tmp_path, job, out)
-    marker = run_dir / "fault_injected_before_epoch_3"
-    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    cmd = [sys.executable, "-m", "orchestrator", "pretrain", "--config", str(config), "--out", str(out),
-           "--workers", "2", "--storage", str(tmp_path / "runs"), "--keep-checkpoints", str(EPOCHS),
-           "--address", ray_session.get_runtime_context().gcs_address, "--inject-fault", "3:stall"]
-    driver = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not marker.exists() and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert marker.exists(), f"the driver never reached epoch 3: {driver.stderr.read().decode()[-3000:]}"
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started; Ray ends its job's actors
-        driver.wait()
-    assert not out.exists()
-
-    path, _ = run_pretrain(job, out, workers=2, ray_options=_options(tmp_path))
-    reports = _reports(run_dir)
-    assert [(r["epoch"], r["resumed_from_epoch"]) for r in reports] == [(1, 0), (2, 0), (3, 2), (4, 2)]
-    assert load_checkpoint(path).meta["distributed"]["resumed"] is True
-    _assert_same_weights(load_checkpoint(path).model, load_checkpoint(uninterrupted["out"]).model)
 
 
 def test_too_many_workers_for_the_local_cluster_is_a_user_error_and_writes_nothing(ray_session, tmp_path):
