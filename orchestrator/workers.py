@@ -68,6 +68,14 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         raise UserError(previous_error)
     if os.path.isdir(run.cwd):  # Ray moves workers into a scratch dir; relative paths in configs mean the driver's
         os.chdir(run.cwd)
+    try:
+        return _train(task, run, started_at)
+    except UserError as exc:
+        run.storage.write_text(run.storage.join(run.run_name, USER_ERROR), str(exc))
+        raise
+
+
+def _train(task: TrainTask, run: WorkerRun, started_at: float) -> dict[str, Any] | None:
     job = task.job
     torch.set_num_threads(job.runtime.num_threads or run.threads)
     context = ray.train.get_context()
@@ -90,11 +98,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     )
     if rank == 0 and resume:
         ctx.log(f"resuming {task.kind} run {run.run_name} after epoch {start_epoch}/{task.epochs}")
-    try:
-        task.train(job, ctx, setup)
-    except UserError as exc:
-        run.storage.write_text(run.storage.join(run.run_name, USER_ERROR), str(exc))
-        raise
+    task.train(job, ctx, setup)
     if rank != 0:
         return None
     return {"resumed_from_epoch": start_epoch, "started_at": started_at, "reports": reporter.reported}
