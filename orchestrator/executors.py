@@ -1,0 +1,103 @@
+"""What the scheduler calls to unlearn a batch and to verify the result: a small interface, one real implementation.
+
+    class Executor(Protocol):
+        def resolve_config(config_file, overrides, verify) -> dict            # validated, JSON, frozen per batch
+        def unlearn(parent, forget_ids, config, out, run_name) -> Path       # writes a checkpoint at ``out``
+        def verify(candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult
+
+:class:`RayExecutor` (the default, ``--executor ray``) runs :func:`orchestrator.jobs.run_forget` (Ray Train when
+``workers > 0``, named ``run_name`` under ``storage_path`` so a re-run after a crash resumes) and measures the
+verification metrics with :func:`trainables.eval.forgetting.evaluate_forgetting`. ``--executor MODULE:CALLABLE``
+plugs in another one (the tests use a deterministic fake); the callable receives the keyword arguments of
+:func:`load_executor`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.verification import VerificationResult, VerifyConfig, judge
+from trainables.errors import UserError
+
+
+class Executor(Protocol):
+    def resolve_config(self, config_file: str | None, overrides: list[str],
+                       verify: VerifyConfig) -> dict[str, Any]: ...
+
+    def unlearn(self, parent: Path, forget_ids: list[int], config: dict[str, Any], out: Path,
+                run_name: str) -> Path: ...
+
+    def verify(self, candidate: Path, parent: Path, batch_ids: list[int], all_forgotten_ids: list[int],
+               config: dict[str, Any]) -> VerificationResult: ...
+
+
+def load_executor(spec: str = "ray", **kwargs) -> Executor:
+    """``ray`` or ``MODULE:CALLABLE``; kwargs: workers, use_gpu, storage_path."""
+    if spec == "ray":
+        return RayExecutor(**kwargs)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not attr:
+        raise UserError(f"--executor must be 'ray' or MODULE:CALLABLE, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot load executor {spec!r}: {exc}") from None
+    return factory(**kwargs)
+
+
+class RayExecutor:
+    """The real path: ``run_forget`` (in-process for ``workers=0``, Ray Train otherwise) + the attack suite."""
+
+    def __init__(self, *, workers: int = 0, use_gpu: bool = False, storage_path: str | Path | None = None):
+        self.workers, self.use_gpu, self.storage_path = workers, use_gpu, storage_path
+
+    def resolve_config(self, config_file, overrides, verify: VerifyConfig) -> dict[str, Any]:
+        from orchestrator.config import load_job
+        from trainables.unlearning.config import UnlearnJob
+
+        job = load_job(UnlearnJob, config_file=config_file, overrides=overrides)
+        return {"job": job.model_dump(mode="json"), "verify": verify.model_dump(mode="json")}
+
+    def unlearn(self, parent, forget_ids, config, out, run_name) -> Path:
+        from orchestrator.jobs import run_forget
+        from trainables.unlearning.config import UnlearnJob
+
+        job = UnlearnJob.model_validate(config["job"])
+        accepted = inspect.signature(run_forget).parameters
+        extra = {k: v for k, v in (("run_name", run_name), ("storage_path", self.storage_path)) if k in accepted}
+        path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu, **extra)
+        return Path(path)
+
+    def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
+        from trainables.checkpoint import load_checkpoint
+        from trainables.config import PretrainJob
+        from trainables.eval.forgetting import evaluate_forgetting, model_utility
+        from trainables.tasks import load_data
+
+        cfg = VerifyConfig.model_validate(config["verify"])
+        cand, par = load_checkpoint(candidate), load_checkpoint(parent)
+        pretrain = PretrainJob.model_validate(cand.meta["config"])
+        source, _ = load_data(pretrain.data, cand.splits)
+        device = "cpu"
+
+        def attack(model, ids) -> dict[str, float]:
+            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=cfg.attack,
+                                       model_config=cand.meta["config"], device=device)
+
+        key = f"mia_{cfg.attack_metric}"
+        metrics = {"forget_attack": attack(cand.model, batch_ids)[key],
+                   "forget_attack_parent": attack(par.model, batch_ids)[key], "batch_size": float(len(batch_ids))}
+        if cfg.reference:  # the retrained model scored with the same protocol is the target instead of chance
+            metrics["reference_attack"] = attack(load_checkpoint(cfg.reference).model, batch_ids)[key]
+        earlier = sorted(set(all_forgotten_ids) - set(batch_ids))
+        if cfg.check_earlier and earlier:
+            metrics["earlier_attack"] = attack(cand.model, earlier)[key]
+        # Utility of both models with the same retain bank / test set, so the drop is like for like.
+        before = model_utility(par.model, source, cand.splits, all_forgotten_ids, linear_probe=False, device=device)
+        after = model_utility(cand.model, source, cand.splits, all_forgotten_ids, linear_probe=False, device=device)
+        util_key = "knn_acc" if "knn_acc" in after else "test_acc"
+        metrics["accuracy_parent"], metrics["accuracy_candidate"] = before[util_key], after[util_key]
+        return judge(metrics, cfg)
