@@ -36,7 +36,7 @@ def normalize(images: Tensor) -> Tensor:
 def recipe(strength: float) -> dict[str, float]:
     """The augmentation parameters a strength in [0, 1] stands for."""
     return {
-        "min_scale": 1.0 - 0.92 * strength,
+        "min_scale": round(1.0 - 0.92 * strength, 6),
         "jitter": 0.4 * strength,  # brightness = contrast = saturation
         "hue": 0.1 * strength,
         "jitter_prob": 0.8 if strength > 0 else 0.0,
@@ -63,7 +63,10 @@ class BatchAugment(torch.nn.Module):
         size = self.size or x.shape[-1]
         # Random resized crop + flip as one affine warp per sample.
         area = self.p["min_scale"] + (1 - self.p["min_scale"]) * u(b)
-        log_ratio = (u(b) * 2 - 1) * math.log(4 / 3)
+        # Aspect ratio in [3/4, 4/3], narrowed to what fits inside the image at this area (as torchvision's
+        # rejection sampling ends up doing): area 1 means the whole image.
+        max_log = torch.minimum(torch.full_like(area, math.log(4 / 3)), -torch.log(area))
+        log_ratio = (u(b) * 2 - 1) * max_log
         w = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)
         h = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
         cx, cy = (u(b) * 2 - 1) * (1 - w), (u(b) * 2 - 1) * (1 - h)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from trainables.errors import UserError
 from trainables.models.backbones import build_backbone
 from trainables.models.base import UnlearnableModel
-from trainables.models.contrastive import BYOL, SimCLR, MoCo
+from trainables.models.contrastive import BYOL, MoCo, SimCLR
 from trainables.models.supervised import Classifier
 
 MODEL_CLASSES: dict[str, type[UnlearnableModel]] = {"moco": MoCo, "simclr": SimCLR, "byol": BYOL,
