@@ -6,7 +6,8 @@
         def verify(candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult
 
 :class:`RayExecutor` (the default, ``--executor ray``) runs :func:`orchestrator.jobs.run_forget` (Ray Train when
-``workers > 0``, named ``run_name`` under ``storage_path`` so a re-run after a crash resumes) and measures the
+``workers > 0``, named ``run_name`` under ``storage_path`` so a re-run after a crash resumes; the output directory
+is ``models_dir/<run_name>`` too) and measures the
 verification metrics with :func:`trainables.eval.forgetting.evaluate_forgetting`. ``--executor MODULE:CALLABLE``
 plugs in another one (the tests use a deterministic fake); the callable receives the keyword arguments of
 :func:`load_executor`.
@@ -66,10 +67,21 @@ class RayExecutor:
         from trainables.unlearning.config import UnlearnJob
 
         job = UnlearnJob.model_validate(config["job"])
-        accepted = inspect.signature(run_forget).parameters
-        extra = {k: v for k, v in (("run_name", run_name), ("storage_path", self.storage_path)) if k in accepted}
-        path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu, **extra)
+        path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
+                             **self._run_identity(run_forget, run_name))
         return Path(path)
+
+    def _run_identity(self, run_forget, run_name: str) -> dict[str, Any]:
+        """Name the Ray Train run after the batch, under ``storage_path``, in whichever form ``run_forget`` takes
+        (``ray_options=RayOptions(...)`` from the Ray Train feature, or plain keywords)."""
+        accepted = inspect.signature(run_forget).parameters
+        if "ray_options" in accepted:
+            from orchestrator.ray_options import RayOptions
+
+            storage = None if self.storage_path is None else str(self.storage_path)
+            return {"ray_options": RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage,
+                                              run_name=run_name)}
+        return {k: v for k, v in (("run_name", run_name), ("storage_path", self.storage_path)) if k in accepted}
 
     def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
         from trainables.checkpoint import load_checkpoint
@@ -96,8 +108,9 @@ class RayExecutor:
         if cfg.check_earlier and earlier:
             metrics["earlier_attack"] = attack(cand.model, earlier)[key]
         # Utility of both models with the same retain bank / test set, so the drop is like for like.
-        before = model_utility(par.model, source, cand.splits, all_forgotten_ids, linear_probe=False, device=device)
-        after = model_utility(cand.model, source, cand.splits, all_forgotten_ids, linear_probe=False, device=device)
+        knn = {"knn_k": pretrain.eval.knn_k, "knn_temperature": pretrain.eval.knn_temperature, "linear_probe": False}
+        before = model_utility(par.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
+        after = model_utility(cand.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
         util_key = "knn_acc" if "knn_acc" in after else "test_acc"
         metrics["accuracy_parent"], metrics["accuracy_candidate"] = before[util_key], after[util_key]
         return judge(metrics, cfg)

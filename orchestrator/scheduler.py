@@ -10,7 +10,7 @@ One run (``unlearn schedule run``) under the ledger lease:
    by a crashed attempt is verified and adopted, never overwritten);
 3. verify the candidate (:mod:`orchestrator.verification`); pass -> register + promote it and mark the requests
    verified in one transaction; fail -> no promotion, the batch is failed with the reason, its requests go back to
-   pending with retry_count + 1, and requests reaching ``max_failures`` are escalated (status failed, exit 3).
+   pending with retry_count + 1, and requests reaching ``escalate_after`` failures are escalated (status failed, exit 3).
 
 Every phase ends in a committed transition (:mod:`orchestrator.transitions`); ``UNLEARN_CRASH_AT=<phase>`` kills the
 process with ``os._exit`` at that point (for the crash tests). Exit codes: 0 done or nothing to do, 1 batch failed
@@ -63,7 +63,7 @@ def crash_point(phase: str) -> None:
 class ScheduleOptions:
     min_batch: int = 1
     max_age_hours: float | None = None
-    max_failures: int = 3
+    escalate_after: int = 3
     models_dir: Path | None = None  # default: <ledger dir>/models
     lock_timeout_s: float = 600.0
     config_file: str | None = None
@@ -239,7 +239,7 @@ class Scheduler:
 
     def _fail(self, batch: dict[str, Any], reason: str, metrics: dict) -> Outcome:
         escalated = fail_batch(self.ledger, self.lease, batch["batch_id"], reason, metrics=metrics or None,
-                               max_failures=self.opts.max_failures)
+                               max_failures=self.opts.escalate_after)
         message = (f"batch {batch['batch_id']} failed, nothing promoted (version {batch['parent_version']} stays "
                    f"current): {reason}")
         if escalated:

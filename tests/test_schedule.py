@@ -85,7 +85,7 @@ def test_failed_verification_leaves_the_current_model_untouched_then_escalates(s
     path, members, _ = setup
     assert main(["requests", "add", "--subject", "a", "--sample-ids", ids(members[:4])]) == 0
     monkeypatch.setenv("FAKE_ATTACK", "0.9")  # the attack still finds the forget set
-    assert main(["schedule", "run", *FAKE, "--max-failures", "2"]) == 1
+    assert main(["schedule", "run", *FAKE, "--escalate-after", "2"]) == 1
     err = capsys.readouterr().err
     assert "batch 1 failed, nothing promoted (version 1 stays current)" in err and "0.400 from chance" in err
     with Ledger(path) as led:
@@ -93,7 +93,7 @@ def test_failed_verification_leaves_the_current_model_untouched_then_escalates(s
         request = led.list_requests()[0]
         assert (request["status"], request["retry_count"]) == ("pending", 1)
         assert led.get_batch(1)["state"] == "failed" and led.get_batch(1)["metrics"]["forget_attack"] == 0.9
-    assert main(["schedule", "run", *FAKE, "--max-failures", "2"]) == 3
+    assert main(["schedule", "run", *FAKE, "--escalate-after", "2"]) == 3
     assert "ESCALATION: 1 deletion requests failed 2 batches" in capsys.readouterr().err
     assert main(["schedule", "run", *FAKE]) == 3  # still escalated on the next run, nothing pending
     assert main(["requests", "retry", "--failed"]) == 0
@@ -194,3 +194,18 @@ def test_promoting_a_replacement_must_keep_verified_deletions(setup, capsys, bas
     assert main(["models", "register", str(base_ckpt)]) == 0  # the same checkpoint again: no new version
     with Ledger(path) as led:
         assert len(led.list_models()) == 2
+
+
+def test_real_executor_names_the_ray_run_after_the_batch(tmp_path):
+    from orchestrator.executors import RayExecutor, load_executor
+
+    executor = load_executor("ray", workers=2, use_gpu=False, storage_path=str(tmp_path))
+    assert isinstance(executor, RayExecutor)
+
+    def keywords(job, parent, out, forget_ids=None, *, workers=0, use_gpu=False, run_name=None, storage_path=None):
+        pass
+
+    assert executor._run_identity(keywords, "unlearn-ab-batch-000007") == {
+        "run_name": "unlearn-ab-batch-000007", "storage_path": str(tmp_path)}
+    assert executor._run_identity(lambda job, parent, out, forget_ids=None, *, workers=0, use_gpu=False: 0, "x") == {}
+    assert main(["schedule", "run", "--executor", "no_such_module:X", "--ledger", str(tmp_path / "l")]) == 2

@@ -38,7 +38,7 @@ def template(tmp_path_factory):
     run = ["--ledger", str(ledger)]
     assert main(["models", "register", str(base), *run]) == 0
     assert main(["requests", "add", "--subject", "s0", "--sample-ids", f"{members[0]},{members[1]}", *run]) == 0
-    assert main(["schedule", "run", *FAKE, "--storage-path", str(root / "ray_runs_template"), *run]) == 0
+    assert main(["schedule", "run", *FAKE, "--storage", str(root / "ray_runs_template"), *run]) == 0
     for n, chunk in enumerate([members[2:4], members[4:5], members[3:6]], start=1):  # members[3] asked twice
         assert main(["requests", "add", "--subject", f"s{n}", "--sample-ids", ",".join(map(str, chunk)), *run]) == 0
     return ledger.parent
@@ -47,7 +47,7 @@ def template(tmp_path_factory):
 def schedule_run(ledger, crash_at: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": REPO_ROOT, "OMP_NUM_THREADS": "1", CRASH_ENV: crash_at}
     cmd = [sys.executable, "-m", "orchestrator", "schedule", "run", "--ledger", str(ledger), *FAKE,
-           "--storage-path", str(ledger.parent / "ray_runs")]
+           "--storage", str(ledger.parent / "ray_runs")]
     return subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -71,7 +71,7 @@ def test_crash_at_each_phase_then_rerun_is_consistent(template, tmp_path, phase,
     # The re-run goes through the same entry point in this process (a second subprocess would only add ~5 s of
     # imports); the crashed process is gone, so its lease is taken over at once.
     capsys.readouterr()
-    assert main(["schedule", "run", "--ledger", str(ledger), *FAKE, "--storage-path", str(work / "ray_runs")]) == 0
+    assert main(["schedule", "run", "--ledger", str(ledger), *FAKE, "--storage", str(work / "ray_runs")]) == 0
     rerun = capsys.readouterr().out
     assert f"resuming batch 2 from state {batch_state}" in rerun
     assert ledger_problems(ledger) == []

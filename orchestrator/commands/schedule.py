@@ -5,7 +5,7 @@
     unlearn schedule status
 
 Exit codes: 0 done or nothing to do, 1 the batch failed verification (requests re-queued), 2 user error,
-3 escalation (requests failed --max-failures batches), 75 another run holds the lock (try later).
+3 escalation (requests failed --escalate-after batches), 75 another run holds the lock (try later).
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def register(sub) -> None:
     ver.add_argument("--attack-set", dest="attack_overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="attack setting for verification, e.g. --attack-set n_views=6 (repeatable)")
     ops = run_p.add_argument_group("operations")
-    ops.add_argument("--max-failures", type=int, default=3, help="escalate a request after this many failed "
+    ops.add_argument("--escalate-after", type=int, default=3, help="escalate a request after this many failed "
                                                                   "batches (default 3)")
     ops.add_argument("--models-dir", help="where candidate checkpoints go (default: <ledger dir>/models)")
-    ops.add_argument("--storage-path", help="Ray Train storage for resumable runs (default: <ledger dir>/ray_runs; "
+    ops.add_argument("--storage", help="Ray Train storage for resumable runs (default: <ledger dir>/ray_runs; "
                                             "s3://, gs:// or NFS on multi-node clusters)")
     ops.add_argument("--workers", type=int, default=0, help="Ray Train workers (0: in this process)")
     ops.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
@@ -81,8 +81,8 @@ def run(args) -> int:
         raise UserError(f"--min-batch must be at least 1, got {args.min_batch}")
     if args.max_age is not None and args.max_age < 0:
         raise UserError(f"--max-age must be >= 0 hours, got {args.max_age}")
-    if args.max_failures < 1:
-        raise UserError(f"--max-failures must be at least 1, got {args.max_failures}")
+    if args.escalate_after < 1:
+        raise UserError(f"--escalate-after must be at least 1, got {args.escalate_after}")
     path = resolve_ledger_path(args.ledger)
     try:
         verify = VerifyConfig(attack_metric=args.attack_metric, attack_tolerance=args.attack_tolerance,
@@ -95,12 +95,12 @@ def run(args) -> int:
         from orchestrator.model_store import checkpoint_digest
 
         checkpoint_digest(args.reference)
-    opts = ScheduleOptions(min_batch=args.min_batch, max_age_hours=args.max_age, max_failures=args.max_failures,
+    opts = ScheduleOptions(min_batch=args.min_batch, max_age_hours=args.max_age, escalate_after=args.escalate_after,
                            models_dir=Path(args.models_dir) if args.models_dir else None,
                            lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
                            verify=verify)
     executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
-                             storage_path=args.storage_path or str(path.parent.resolve() / "ray_runs"))
+                             storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
     scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))
     try:
         outcome = scheduler.plan() if args.dry_run else scheduler.run()
