@@ -37,6 +37,12 @@ def test_open_missing_ledger_is_a_user_error_and_creates_nothing(tmp_path):
     assert not (tmp_path / "absent.sqlite").exists()
 
 
+def test_a_file_that_is_not_a_ledger_is_a_user_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a database " * 100)
+    with pytest.raises(UserError, match="is not a usable ledger database"):
+        Ledger(tmp_path / "notes.txt")
+
+
 def test_pragmas_and_path_resolution(ledger, tmp_path, monkeypatch):
     assert ledger.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert ledger.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

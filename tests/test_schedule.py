@@ -35,6 +35,14 @@ def ids(values) -> str:
     return ",".join(map(str, values))
 
 
+def test_registering_a_bad_checkpoint_creates_no_ledger(tmp_path, capsys):
+    ledger = tmp_path / "l" / "ledger.sqlite"
+    assert main(["models", "register", str(tmp_path / "missing"), "--ledger", str(ledger)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err and not ledger.parent.exists()
+    assert main(["requests", "list", "--ledger", str(ledger)]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+
+
 def test_add_schedule_verify_promote_twice(setup, capsys):
     path, members, _ = setup
     assert main(["requests", "add", "--subject", "alice", "--sample-ids", ids(members[:3])]) == 0

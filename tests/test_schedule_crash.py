@@ -51,7 +51,6 @@ def schedule_run(ledger, crash_at: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("phase", CRASH_PHASES)
 def test_crash_at_each_phase_then_rerun_is_consistent(template, tmp_path, phase, capsys):
     work = tmp_path / "ledger"

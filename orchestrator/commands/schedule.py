@@ -71,7 +71,7 @@ def run(args) -> int:
 
     from orchestrator.config import parse_overrides
     from orchestrator.executors import load_executor
-    from orchestrator.lease import EXIT_LOCKED, LeaseHeld
+    from orchestrator.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
     from orchestrator.ledger import resolve_ledger_path
     from orchestrator.scheduler import ScheduleOptions, Scheduler
     from orchestrator.verification import VerifyConfig
@@ -104,7 +104,7 @@ def run(args) -> int:
     scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))
     try:
         outcome = scheduler.plan() if args.dry_run else scheduler.run()
-    except LeaseHeld as exc:
+    except (LeaseHeld, LeaseLost) as exc:  # LeaseLost: this run was presumed dead and another one took over
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     stream = sys.stdout if outcome.code == 0 else sys.stderr
