@@ -126,38 +126,42 @@ class Scheduler:
         verify_model(require_current(self.ledger))  # a tampered served model stops everything (exit 2)
         outcome = Outcome(EXIT_OK, "nothing to do")
         with Lease(self.ledger.path, timeout_s=self.opts.lock_timeout_s) as self.lease:
-            for _ in range(2):  # a resumed batch, then at most one new batch
+            for _ in range(2):  # a resumed batch first, if any, then at most one new batch
                 batch = self.ledger.unfinished_batch()
-                if batch is not None:
+                resumed = batch is not None
+                if resumed:
                     self.log(f"resuming batch {batch['batch_id']} from state {batch['state']} "
                              f"(run {batch['run_name']})")
                 else:
-                    met, why = trigger(self.ledger.list_requests(status=["pending"]), self.opts)
-                    if not met:
-                        if outcome.batch_id is None:
-                            outcome = Outcome(EXIT_OK, f"nothing to do: {why}")
-                        break
-                    config = self.executor.resolve_config(self.opts.config_file, self.opts.overrides,
-                                                          self.opts.verify)
-                    batch = create_batch(self.ledger, self.lease, config=config)
+                    batch, outcome = self._new_batch(outcome)
                     if batch is None:
                         break
-                    n = len(self.ledger.list_requests(batch_id=batch["batch_id"]))
-                    self.log(f"batch {batch['batch_id']}: {n} requests, {len(batch['forget_ids'])} new sample ids, "
-                             f"from version {batch['parent_version']}, run {batch['run_name']} ({why})")
-                    if batch["state"] == "done":
-                        outcome = Outcome(EXIT_OK, f"batch {batch['batch_id']}: every id was already forgotten by "
-                                                   f"version {batch['parent_version']}; requests verified",
-                                          batch["batch_id"], batch["parent_version"])
-                        continue
                     crash_point("after_batching")
                 outcome = self._drive(batch)
-                if outcome.code != EXIT_OK:
+                if outcome.code != EXIT_OK or not resumed:
                     break
         escalated = self.ledger.list_requests(status=["failed"])
         if escalated and outcome.code == EXIT_OK:
             outcome = Outcome(EXIT_ESCALATED, escalation_message(escalated), outcome.batch_id, outcome.version)
         return outcome
+
+    def _new_batch(self, outcome: Outcome) -> tuple[dict[str, Any] | None, Outcome]:
+        """Batch the pending requests if the trigger is met; (batch to drive or None, outcome so far)."""
+        met, why = trigger(self.ledger.list_requests(status=["pending"]), self.opts)
+        if not met:
+            return None, outcome if outcome.batch_id is not None else Outcome(EXIT_OK, f"nothing to do: {why}")
+        config = self.executor.resolve_config(self.opts.config_file, self.opts.overrides, self.opts.verify)
+        batch = create_batch(self.ledger, self.lease, config=config)
+        if batch is None:
+            return None, outcome
+        n = len(self.ledger.list_requests(batch_id=batch["batch_id"]))
+        self.log(f"batch {batch['batch_id']}: {n} requests, {len(batch['forget_ids'])} new sample ids, from version "
+                 f"{batch['parent_version']}, run {batch['run_name']} ({why})")
+        if batch["state"] == "done":  # nothing new to unlearn: verified by the current model at once
+            return None, Outcome(EXIT_OK, f"batch {batch['batch_id']}: every id was already forgotten by version "
+                                          f"{batch['parent_version']}; requests verified", batch["batch_id"],
+                                 batch["parent_version"])
+        return batch, outcome
 
     # ------------------------------------------------------------------------------------------ phases
     def _drive(self, batch: dict[str, Any]) -> Outcome:

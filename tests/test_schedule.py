@@ -63,8 +63,10 @@ def test_add_schedule_verify_promote_twice(setup, capsys):
     assert main(["requests", "list", "--status", "verified"]) == 0
     assert main(["models", "list"]) == 0
     assert main(["models", "current"]) == 0
+    assert main(["schedule", "status"]) == 0
     out = capsys.readouterr().out
     assert out.count("verified") >= 3 and "lineage       3 <- 2 <- 1" in out
+    assert "scheduler lock: free" in out and "requests: verified 3" in out and "open batch: none" in out
 
 
 def test_requests_add_rejects_bad_ids_and_writes_nothing(setup, capsys, tmp_path):
@@ -217,3 +219,27 @@ def test_real_executor_names_the_ray_run_after_the_batch(tmp_path):
         "run_name": "unlearn-ab-batch-000007", "storage_path": str(tmp_path)}
     assert executor._run_identity(lambda job, parent, out, forget_ids=None, *, workers=0, use_gpu=False: 0, "x") == {}
     assert main(["schedule", "run", "--executor", "no_such_module:X", "--ledger", str(tmp_path / "l")]) == 2
+
+
+def test_a_run_resumes_the_open_batch_then_batches_what_arrived_since(setup, capsys):
+    from orchestrator.transitions import create_batch
+
+    path, members, _ = setup
+    assert main(["requests", "add", "--subject", "a", "--sample-ids", str(members[0])]) == 0
+    with Ledger(path) as led, Lease(path) as lease:  # as if a run died right after batching
+        create_batch(led, lease, config={"fake": {"epochs": 1}, "verify": {}})
+    assert main(["requests", "add", "--subject", "b", "--sample-ids", str(members[1])]) == 0
+    capsys.readouterr()
+    assert main(["schedule", "run", *FAKE]) == 0
+    out = capsys.readouterr().out
+    assert "resuming batch 1 from state batched" in out and "batch 2: 1 requests" in out
+    with Ledger(path) as led:
+        assert [m["batch_id"] for m in led.list_models()] == [None, 1, 2]
+        assert read_meta_epochs(led.get_model(2)["uri"]) == [1]  # the resumed batch kept its frozen config
+    assert ledger_problems(path) == []
+
+
+def read_meta_epochs(uri: str) -> list[int]:
+    from trainables.checkpoint import read_meta
+
+    return read_meta(uri)["epochs_run"]
