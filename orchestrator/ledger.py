@@ -230,7 +230,9 @@ class Ledger:
             self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
-        with self.transaction() as c:
+        if self.schema_version == SCHEMA_VERSION:  # the common case: no write lock taken just to open
+            return
+        with self.transaction() as c:  # re-read under the write lock: another process may have migrated
             version = c.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise UserError(f"{self.path} has ledger schema {version}, newer than this program's "
