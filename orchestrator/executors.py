@@ -20,6 +20,7 @@ import inspect
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.config import load_job
 from orchestrator.verification import VerificationResult, VerifyConfig, judge
 from trainables.errors import UserError
 
@@ -56,17 +57,13 @@ class RayExecutor:
         self.workers, self.use_gpu, self.storage_path = workers, use_gpu, storage_path
 
     def resolve_config(self, config_file, overrides, verify: VerifyConfig) -> dict[str, Any]:
-        from orchestrator.config import load_job
-        from trainables.unlearning.config import UnlearnJob
-
-        job = load_job(UnlearnJob, config_file=config_file, overrides=overrides)
+        job = load_job(_unlearn_job_type(), config_file=config_file, overrides=overrides)
         return {"job": job.model_dump(mode="json"), "verify": verify.model_dump(mode="json")}
 
     def unlearn(self, parent, forget_ids, config, out, run_name) -> Path:
         from orchestrator.jobs import run_forget
-        from trainables.unlearning.config import UnlearnJob
 
-        job = UnlearnJob.model_validate(config["job"])
+        job = _unlearn_job_type().model_validate(config["job"])
         path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
                              **self._run_identity(run_forget, run_name))
         return Path(path)
@@ -86,14 +83,15 @@ class RayExecutor:
     def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
         from trainables.checkpoint import load_checkpoint
         from trainables.config import PretrainJob
-        from trainables.eval.forgetting import evaluate_forgetting, model_utility
+        from trainables.loops.context import resolve_device
         from trainables.tasks import load_data
 
+        evaluate_forgetting, model_utility = _forgetting_api()
         cfg = VerifyConfig.model_validate(config["verify"])
         cand, par = load_checkpoint(candidate), load_checkpoint(parent)
         pretrain = PretrainJob.model_validate(cand.meta["config"])
         source, _ = load_data(pretrain.data, cand.splits)
-        device = "cpu"
+        device = resolve_device(_unlearn_job_type().model_validate(config["job"]).runtime.device)
 
         def attack(model, ids) -> dict[str, float]:
             return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=cfg.attack,
@@ -114,3 +112,16 @@ class RayExecutor:
         util_key = "knn_acc" if "knn_acc" in after else "test_acc"
         metrics["accuracy_parent"], metrics["accuracy_candidate"] = before[util_key], after[util_key]
         return judge(metrics, cfg)
+
+
+def _unlearn_job_type():
+    """``UnlearnJob`` of the unlearning feature (imported on use: the scheduler itself does not need it)."""
+    from trainables.unlearning.config import UnlearnJob
+
+    return UnlearnJob
+
+
+def _forgetting_api():
+    from trainables.eval.forgetting import evaluate_forgetting, model_utility
+
+    return evaluate_forgetting, model_utility
