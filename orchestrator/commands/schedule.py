@@ -1,0 +1,129 @@
+"""`unlearn schedule run|status`: unlearn the accumulated deletion requests, verify, then promote.
+
+    unlearn schedule run --min-batch 100 --max-age 24 --config best.yaml      # what cron / RayCronJob calls
+    unlearn schedule run --dry-run
+    unlearn schedule status
+
+Exit codes: 0 done or nothing to do, 1 the batch failed verification (requests re-queued), 2 user error,
+3 escalation (requests failed --escalate-after batches), 75 another run holds the lock (try later).
+"""
+
+from __future__ import annotations
+
+from orchestrator.ledger import add_ledger_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("schedule", help="scheduled unlearning of accumulated deletion requests",
+                       description="Batch pending deletion requests, unlearn them from the current model, verify "
+                                   "(attack near chance, accuracy drop capped, earlier batches still forgotten) and "
+                                   "only then promote the new version. Run it from cron or a KubeRay RayCronJob "
+                                   "(deploy/); see docs/ledger.md.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run_p = actions.add_parser("run", help="run one scheduling pass (resumes an interrupted batch first)",
+                               description=__doc__.split("\n\n", 1)[1], formatter_class=_raw())
+    trig = run_p.add_argument_group("trigger")
+    trig.add_argument("--min-batch", type=int, default=1, help="run when this many requests are pending (default 1)")
+    trig.add_argument("--max-age", type=float, metavar="HOURS",
+                      help="...or when the oldest pending request is this old")
+    run_p.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
+    run_p.add_argument("--config", metavar="FILE", help="unlearning job YAML (e.g. the tuned best.yaml)")
+    run_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one unlearning config key, e.g. --set epochs=5 (repeatable)")
+    ver = run_p.add_argument_group("verification")
+    ver.add_argument("--attack-metric", choices=["accuracy", "auc"], default="accuracy")
+    ver.add_argument("--attack-tolerance", type=float, default=0.1,
+                     help="max distance of the forget-set attack score from chance / the reference (default 0.1)")
+    ver.add_argument("--reference", metavar="CHECKPOINT", help="a retrained reference: its attack score is the "
+                                                               "target instead of chance")
+    ver.add_argument("--max-accuracy-drop", type=float, default=0.05, help="default 0.05")
+    ver.add_argument("--no-check-earlier", action="store_true", help="skip the relearning check on earlier batches")
+    ver.add_argument("--attack-set", dest="attack_overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="attack setting for verification, e.g. --attack-set n_views=6 (repeatable)")
+    ops = run_p.add_argument_group("operations")
+    ops.add_argument("--escalate-after", type=int, default=3, help="escalate a request after this many failed "
+                                                                  "batches (default 3)")
+    ops.add_argument("--models-dir", help="where candidate checkpoints go (default: <ledger dir>/models)")
+    ops.add_argument("--storage", help="Ray Train storage for resumable runs (default: <ledger dir>/ray_runs; "
+                                            "s3://, gs:// or NFS on multi-node clusters)")
+    ops.add_argument("--workers", type=int, default=0, help="Ray Train workers (0: in this process)")
+    ops.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    ops.add_argument("--executor", default="ray", help="ray, or MODULE:CALLABLE for a custom executor")
+    ops.add_argument("--lock-timeout", type=float, default=600.0,
+                     help="seconds without a heartbeat after which another run may take the lock over (default 600)")
+    add_ledger_arg(run_p)
+    run_p.set_defaults(func=run)
+
+    st = actions.add_parser("status", help="lock, open batch, pending requests and recent batches")
+    add_ledger_arg(st)
+    st.set_defaults(func=run_status)
+
+
+def _raw():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from orchestrator.config import parse_overrides
+    from orchestrator.executors import load_executor
+    from orchestrator.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
+    from orchestrator.ledger import resolve_ledger_path
+    from orchestrator.scheduler import ScheduleOptions, Scheduler
+    from orchestrator.verification import VerifyConfig
+    from trainables.errors import UserError
+
+    if args.min_batch < 1:
+        raise UserError(f"--min-batch must be at least 1, got {args.min_batch}")
+    if args.max_age is not None and args.max_age < 0:
+        raise UserError(f"--max-age must be >= 0 hours, got {args.max_age}")
+    if args.escalate_after < 1:
+        raise UserError(f"--escalate-after must be at least 1, got {args.escalate_after}")
+    path = resolve_ledger_path(args.ledger)
+    try:
+        verify = VerifyConfig(attack_metric=args.attack_metric, attack_tolerance=args.attack_tolerance,
+                              reference=args.reference, max_accuracy_drop=args.max_accuracy_drop,
+                              check_earlier=not args.no_check_earlier,
+                              attack={"bootstrap": 0, **parse_overrides(args.attack_overrides)})
+    except ValueError as exc:
+        raise UserError(f"invalid verification setting: {exc}") from None
+    if args.reference:
+        from orchestrator.model_store import checkpoint_digest
+
+        checkpoint_digest(args.reference)
+    opts = ScheduleOptions(min_batch=args.min_batch, max_age_hours=args.max_age, escalate_after=args.escalate_after,
+                           models_dir=Path(args.models_dir) if args.models_dir else None,
+                           lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
+                           verify=verify)
+    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
+                             storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
+    scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))
+    try:
+        outcome = scheduler.plan() if args.dry_run else scheduler.run()
+    except (LeaseHeld, LeaseLost) as exc:  # LeaseLost: this run was presumed dead and another one took over
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    stream = sys.stdout if outcome.code == 0 else sys.stderr
+    print(("dry run: " if args.dry_run else "") + outcome.message, file=stream, flush=True)
+    return outcome.code
+
+
+def run_status(args) -> int:
+    from orchestrator.lease import describe_lock
+    from orchestrator.ledger import Ledger
+    from orchestrator.ledger_views import batch_table
+
+    with Ledger.open(args.ledger) as ledger:
+        print(describe_lock(ledger))
+        current = ledger.current_model()
+        print(f"current model: {'version ' + str(current['version']) if current else 'none'}")
+        counts = dict(ledger.conn.execute("SELECT status, COUNT(*) FROM requests GROUP BY status").fetchall())
+        print("requests: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+        open_batch = ledger.unfinished_batch()
+        print(f"open batch: {open_batch['batch_id']} ({open_batch['state']})" if open_batch else "open batch: none")
+        print(batch_table(ledger.list_batches()[-10:]))
+    return 0
