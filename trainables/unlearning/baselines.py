@@ -4,8 +4,8 @@
 - ``finetune``: L_train on retain only (catastrophic forgetting of the forget set; Golatkar et al., 2020).
 - ``neggrad_plus``: descent on retain, ascent on forget: L_train(retain) - ascent_weight * L_train(forget)
   (Kurmanji et al., 2023, "Towards unbounded machine unlearning").
-- ``random_labels``: cross-entropy on forget samples relabelled at random (never their true class) plus on retain
-  (Golatkar et al., 2020; Jia et al., 2023). Classifiers only.
+- ``random_labels``: cross-entropy on forget samples relabelled at random (a fixed wrong class per sample) plus on
+  retain (Golatkar et al., 2020; Jia et al., 2023). Classifiers only.
 - ``l1_sparse``: fine-tune on retain with an l1 penalty whose weight decays linearly from ``l1_weight`` to 0
   (Jia et al., 2023, "Model sparsity can simplify machine unlearning").
 - ``alignment_calibration``: L_train(retain) + alignment_weight * agreement of two augmented views of each forget
@@ -42,7 +42,7 @@ def neggrad_plus_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor
 
 def random_labels_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor]:
     """Primary split: forget (relabelled at random); a retain batch is drawn per step."""
-    wrong = random_other_labels(data.labels, unwrap(model).num_classes)
+    wrong = random_other_labels(data.labels, data.sample_ids, unwrap(model).num_classes, data.seed)
     forget = train_objective(model, data, data.images, wrong)
     retain_images, retain_labels = _retain_batch(data, job)
     retain = train_objective(model, data, retain_images, retain_labels)

@@ -144,15 +144,15 @@ def step_loop(job, model: nn.Module, source, method: StepMethod, ids: dict[str, 
             model.train(not job.eval_mode)
             sums: dict[str, float] = {}
             count = 0
-            for images, labels, _ in batches(loader, epoch=epoch, epochs=epochs, enabled=ctx.progress and ctx.is_main,
+            for images, labels, sample_ids in batches(loader, epoch=epoch, epochs=epochs, enabled=ctx.progress and ctx.is_main,
                                              desc=job.method):
-                data = StepData(images, labels, device, views, drawers, job.runtime.channels_last,
-                                progress=step / max(total_steps, 1))
+                data = StepData(images, labels, sample_ids, device, views, drawers, job.runtime.channels_last,
+                                progress=step / max(total_steps, 1), seed=job.runtime.seed)
                 with autocast(job.runtime, device):
                     terms = method.step(model, data, job)
                 values = {k: float(v.detach()) for k, v in terms.items()}
-                for term, value in values.items():
-                    check_finite(value, epoch=epoch + 1, term=term, limit=job.explode_limit)
+                for term in sorted(values, key=lambda k: k == "loss"):  # name the culprit before the total
+                    check_finite(values[term], epoch=epoch + 1, term=term, limit=job.explode_limit)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,16 +45,17 @@ class StreamDrawer:
 
 @dataclass
 class StepData:
-    """The primary batch of a step (uint8 images (B, 3, S, S), labels (B,)) and access to the other streams."""
+    """The primary batch of a step (uint8 images (B, 3, S, S), labels and sample ids (B,)) and the other streams."""
 
     images: Tensor
     labels: Tensor
+    sample_ids: Tensor
     device: torch.device
     views: ViewMaker
     drawers: dict[str, StreamDrawer]
     channels_last: bool = False
     progress: float = 0.0  # fraction of the run done before this step, in [0, 1)
-    generator: torch.Generator | None = field(default=None)
+    seed: int = 0
 
     def draw(self, split: str, n: int) -> tuple[Tensor, Tensor]:
         return self.drawers[split].draw(n)

@@ -35,7 +35,9 @@ def l1_norm(model: nn.Module) -> Tensor:
     return torch.stack([p.abs().sum() for p in params]).sum()
 
 
-def random_other_labels(labels: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
-    """A uniformly random label different from each true label (B,)."""
-    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
-    return (labels + shift) % num_classes
+def random_other_labels(labels: Tensor, sample_ids: Tensor, num_classes: int, seed: int = 0) -> Tensor:
+    """A fixed pseudo-random label per sample id, never its true label (B,): the same id gets the same wrong
+    label in every epoch and on every rank."""
+    mixed = (sample_ids.long() * 2_654_435_761 + seed * 40_503 + 12_345) % 2_147_483_647
+    shift = 1 + mixed % (num_classes - 1)
+    return (labels.long() + shift) % num_classes
