@@ -49,7 +49,7 @@ def load_unlearn_job(args, **cli_values):
 def forget_ids_arg(args):
     from trainables.unlearning.plan import read_forget_ids
 
-    return read_forget_ids(args.forget_ids) if args.forget_ids else None
+    return read_forget_ids(args.forget_ids) if args.forget_ids is not None else None
 
 
 def print_summary(out, summary: dict) -> None:

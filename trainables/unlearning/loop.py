@@ -152,7 +152,8 @@ def step_loop(job, model: nn.Module, source, method: StepMethod, ids: dict[str, 
                     terms = method.step(model, data, job)
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 for term in sorted(values, key=lambda k: k == "loss"):  # name the culprit before the total
-                    check_finite(values[term], epoch=epoch + 1, term=term, limit=job.explode_limit)
+                    check_finite(values[term], epoch=epoch + 1, term="total" if term == "loss" else term,
+                                 limit=job.explode_limit)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
