@@ -53,8 +53,13 @@ def run_forget(job, checkpoint_dir: str | Path, out: str | Path, forget_ids=None
     out = check_out_dir(out)
     run = prepare_unlearning(job, checkpoint_dir, forget_ids)  # every input checked before any work
     if workers > 0:
-        from orchestrator.train_driver import run_forget_distributed  # Ray only on this path
-
+        try:
+            from orchestrator.train_driver import run_forget_distributed  # Ray only on this path
+        except ImportError as exc:
+            if "train_driver" not in str(exc) and "run_forget_distributed" not in str(exc):
+                raise
+            raise UserError("--workers > 0 needs Ray Train support (orchestrator/train_driver.py), which this "
+                            "installation lacks; run with --workers 0") from None
         return run_forget_distributed(job, checkpoint_dir, out, forget_ids=forget_ids, workers=workers,
                                       use_gpu=use_gpu)
     ctx = local_context(job)
