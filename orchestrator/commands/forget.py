@@ -58,7 +58,7 @@ def print_summary(out, summary: dict) -> None:
           f"{summary['retain']} (already forgotten before: {summary['already_forgotten']}), "
           f"{summary.get('wall_time_s', 0):.1f} s")
     final = summary.get("final") or {}
-    terms = {k: v for k, v in final.items() if isinstance(v, float) and k not in ("epoch_time_s", "samples_per_s")}
+    terms = {k: v for k, v in final.items() if isinstance(v, float) and not k.endswith(("_time_s", "_per_s"))}
     before = summary.get("before") or {}
     for key, value in terms.items():
         prev = f"{before[key]:.4f} -> " if key in before else ""
