@@ -124,7 +124,7 @@ def _nan_penalty(model, x, form="squared"):
     (["--set", "nosuchkey=1"], "unknown config key 'nosuchkey'"),
     (["--set", "form=cubic"], "form"),
     (["--set", "b=1e12"], "epoch 1: loss term 'total' exploded"),
-    (["--set", "explode_limit=1e-3"], "epoch 1: loss term 'memgp' exploded"),
+    (["--set", "a=0", "--set", "explode_limit=1e-3"], "epoch 1: loss term 'memgp' exploded"),
     (["NAN"], "epoch 1: loss term 'memgp' became nan"),
 ])
 def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(base, tmp_path, capsys, monkeypatch, args,
