@@ -42,3 +42,48 @@ def run_pretrain(job, out: str | Path, *, workers: int = 0, use_gpu: bool = Fals
     meta = checkpoint_meta(job, "pretrain", history, wall_time_s=time.perf_counter() - t0)
     save_checkpoint(out, model, spec=spec, meta=meta, splits=splits)
     return out, meta["metrics"]
+
+
+def run_forget(job, checkpoint_dir: str | Path, out: str | Path, forget_ids=None, *, workers: int = 0,
+               use_gpu: bool = False) -> tuple[Path, dict]:
+    """Unlearn ``forget_ids`` (default: the checkpoint's forget split) from a checkpoint with ``job.method``
+    (an :class:`~trainables.unlearning.UnlearnJob`) and save the result at ``out``; returns the path and a summary
+    (counts, final loss components, utility before/after). The input checkpoint is only read."""
+    from trainables.unlearning.loop import final_metrics
+    from trainables.unlearning.task import forget_summary, prepare_unlearning, save_unlearned, unlearn_task
+
+    out = check_out_dir(out)
+    run = prepare_unlearning(job, checkpoint_dir, forget_ids)  # every input checked before any work
+    if workers > 0:
+        try:
+            from orchestrator.train_driver import run_forget_distributed  # Ray only on this path
+        except ImportError as exc:
+            if "train_driver" not in str(exc) and "run_forget_distributed" not in str(exc):
+                raise
+            raise UserError("--workers > 0 needs Ray Train support (orchestrator/train_driver.py), which this "
+                            "installation lacks; run with --workers 0") from None
+        return run_forget_distributed(job, checkpoint_dir, out, forget_ids=forget_ids, workers=workers,
+                                      use_gpu=use_gpu)
+    ctx = local_context(job)
+    summary = forget_summary(run)
+    if job.monitor:
+        ids = run.plan.split_ids(run.checkpoint.splits)
+        summary["before"] = final_metrics(run.checkpoint.model.to(ctx.device), run.source, ids,
+                                          run.pretrain_job.eval, ctx.device)
+    t0 = time.perf_counter()
+    model, history, spec = unlearn_task(run, ctx)
+    wall = time.perf_counter() - t0
+    save_unlearned(run, model, history, spec, out, wall_time_s=wall)
+    summary.update(wall_time_s=wall, final=history[-1] if history else {})
+    return out, summary
+
+
+def run_retrain(checkpoint_dir: str | Path, out: str | Path, forget_ids=None, *, job=None, workers: int = 0,
+                use_gpu: bool = False) -> tuple[Path, dict]:
+    """Retrain from scratch on members - forget - already forgotten with the parent's pretraining recipe (the gold
+    standard); ``job`` (an UnlearnJob) only contributes ``runtime`` and ``retrain_epochs``."""
+    from trainables.unlearning.config import UnlearnJob
+
+    data = (job.model_dump() if job is not None else {}) | {"method": "retrain"}
+    return run_forget(UnlearnJob.model_validate(data), checkpoint_dir, out, forget_ids, workers=workers,
+                      use_gpu=use_gpu)

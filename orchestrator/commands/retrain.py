@@ -1,0 +1,37 @@
+"""`unlearn retrain`: the gold standard. Retrain from scratch without the forget set, with the parent's recipe.
+
+    unlearn retrain --checkpoint runs/base --out runs/retrained
+    unlearn retrain --checkpoint runs/base --forget-ids ids.txt --set retrain_epochs=50 --out runs/retrained
+"""
+
+from __future__ import annotations
+
+from orchestrator.commands.forget import (
+    add_unlearn_config_args,
+    forget_ids_arg,
+    load_unlearn_job,
+    print_summary,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "retrain", help="retrain from scratch without the forget set (the reference for every audit)",
+        description="Pretrain a fresh model on members - forget - already forgotten, with the parent checkpoint's "
+                    "own pretraining recipe (meta.json config), and write it as a checkpoint of kind 'retrain'. "
+                    "Only runtime.* and retrain_epochs of --config/--set apply.",
+    )
+    p.add_argument("--checkpoint", required=True, help="the parent checkpoint (its recipe and splits)")
+    p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
+    add_unlearn_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orchestrator.jobs import run_retrain
+
+    job = load_unlearn_job(args, method="retrain")
+    out, summary = run_retrain(args.checkpoint, args.out, forget_ids_arg(args), job=job, workers=args.workers,
+                               use_gpu=args.gpu)
+    print_summary(out, summary)
+    return 0

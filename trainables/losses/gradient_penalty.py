@@ -1,0 +1,38 @@
+"""Algorithm 1 of the paper (after WGAN-GP, Gulrajani et al., 2017): the gradient penalty on random interpolates
+between members and reference non-members (L_GP, Eq. 2).
+
+``z_i = eps_i * x_nonmember_i + (1 - eps_i) * x_member_i`` with one ``eps_i ~ U[0, 1)`` per sample, then the
+penalty of the per-sample input-gradient norms at ``z``. The non-members must come from the ``nonmember_ref``
+split only: ``nonmember_eval`` is reserved for the audit.
+
+Example:
+    >>> penalty = gradient_penalty(model, x_forget, x_ref, "squared")     # both (B, 3, S, S)
+    >>> penalty.loss.backward()
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from trainables.losses.input_gradient import Penalty, input_gradient_norms
+from trainables.losses.penalty_forms import DEFAULT_FORM, reduce_penalty
+
+
+def interpolate(x_member: Tensor, x_nonmember_ref: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Per-sample random interpolates (B, ...) between two batches of the same shape."""
+    if x_member.shape != x_nonmember_ref.shape:
+        raise ValueError(f"member and non-member batches must have the same shape, got {tuple(x_member.shape)} "
+                         f"and {tuple(x_nonmember_ref.shape)}")
+    shape = (x_member.shape[0],) + (1,) * (x_member.dim() - 1)
+    eps = torch.rand(shape, generator=generator, device="cpu" if generator is not None else x_member.device)
+    eps = eps.to(device=x_member.device, dtype=x_member.dtype)
+    return eps * x_nonmember_ref + (1 - eps) * x_member
+
+
+def gradient_penalty(model: nn.Module, x_member: Tensor, x_nonmember_ref: Tensor, form: str = DEFAULT_FORM, *,
+                     generator: torch.Generator | None = None) -> Penalty:
+    """Members and reference non-members, both (B, 3, S, S) -> :class:`Penalty` at their random interpolates."""
+    z = interpolate(x_member.detach(), x_nonmember_ref.detach(), generator)
+    norms = input_gradient_norms(model, z)
+    return Penalty(reduce_penalty(norms, form), norms.detach())

@@ -1,0 +1,179 @@
+"""The epoch loop every step-based unlearning method runs (the shape of ``trainables/loops/pretrain.py``).
+
+Per epoch: deterministic seeds (torch RNG, loader shuffle, per-split draws) from ``epoch_seed``, one optimiser step
+per primary batch (ONE ``backward`` per step: the penalties use ``autograd.grad`` on the inputs, never
+``backward(create_graph=True)``, which is what works under DDP), every loss component checked for NaN/Inf and
+explosion before the step is applied, per-epoch means logged, then ``ctx.on_epoch_end`` (Ray reporting /
+checkpointing). After the last epoch and before its ``on_epoch_end``: momentum targets synchronised and a kNN
+monitor, so the last reported state is the final model.
+
+Parameters that no term reaches (the projection head when only the encoder features are penalised) are frozen
+for the run, so DDP never waits for gradients that cannot come.
+
+Example:
+    >>> model, history = step_loop(job, model, source, STEP_METHODS["memgp"], {"forget": ids}, LoopContext(),
+    ...                            augment=pretrain_job.augment)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.data.augment import ViewMaker
+from trainables.data.loaders import ImageSubset, make_loader
+from trainables.eval.utility import classifier_accuracy, encoder_utility
+from trainables.loops.context import (
+    LoopContext,
+    autocast,
+    build_optimizer,
+    check_finite,
+    epoch_seed,
+    place_model,
+    set_loader_epoch,
+)
+from trainables.loops.progress import batches, format_metrics
+from trainables.models.base import unwrap
+from trainables.unlearning.methods import StepMethod
+from trainables.unlearning.step_data import StepData, StreamDrawer
+
+_STREAM_SEED_OFFSET = {"forget": 1, "retain": 2, "nonmember_ref": 3}
+
+
+def balanced_batch_size(n: int, batch_size: int, world_size: int = 1) -> int:
+    """The batch size that splits a rank's share of ``n`` samples into equal batches of at most ``batch_size``
+    (so the last batch is never a lone sample, which BatchNorm in train mode rejects)."""
+    per_rank = max(1, math.ceil(n / world_size))
+    n_batches = math.ceil(per_rank / batch_size)
+    return max(1, math.ceil(per_rank / n_batches))
+
+
+@contextmanager
+def unlearning_setup(model: nn.Module, *, embed_output: str | None, uses_head: bool):
+    """Temporarily override what ``model(x)`` returns and freeze parameters outside the backbone that no term
+    reaches; both are restored afterwards (neither is part of the saved weights)."""
+    base = unwrap(model)
+    saved_embed = base.embed_output
+    frozen = []
+    if embed_output is not None:
+        base.embed_output = embed_output
+    if not uses_head and base.embed_output == "features":
+        for name, p in base.named_parameters():
+            if p.requires_grad and not name.startswith("backbone."):
+                p.requires_grad_(False)
+                frozen.append(p)
+    try:
+        yield
+    finally:
+        base.embed_output = saved_embed
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+@torch.no_grad()
+def sync_momentum_targets(model: nn.Module) -> None:
+    """MoCo/BYOL: copy the online weights into the momentum target, which would otherwise still hold the forget
+    set (it is saved with the checkpoint)."""
+    base = unwrap(model)
+    for online, target in (("backbone", "backbone_momentum"), ("projection_head", "projection_head_momentum")):
+        if hasattr(base, target):
+            for p_t, p_o in zip(getattr(base, target).parameters(), getattr(base, online).parameters(), strict=True):
+                p_t.copy_(p_o)
+            for b_t, b_o in zip(getattr(base, target).buffers(), getattr(base, online).buffers(), strict=True):
+                b_t.copy_(b_o)
+
+
+def final_metrics(model, source, ids: dict[str, np.ndarray], eval_cfg, device) -> dict[str, float]:
+    """Utility after unlearning: kNN accuracy of nonmember_eval and of the forget set against the retain bank
+    (plus test / forget accuracy for classifiers)."""
+    base = unwrap(model)
+    out: dict[str, float] = {}
+    k, t = eval_cfg.knn_k, eval_cfg.knn_temperature
+    out["knn_acc"] = encoder_utility(base, source, ids["retain"], ids["nonmember_eval"], k=k, temperature=t,
+                                     linear_probe=False, device=device)["knn_acc"]
+    out["forget_knn_acc"] = encoder_utility(base, source, ids["retain"], ids["forget"], k=k, temperature=t,
+                                            linear_probe=False, device=device)["knn_acc"]
+    if not base.is_contrastive:
+        out["test_acc"] = classifier_accuracy(base, source, ids["nonmember_eval"], device=device)
+        out["forget_acc"] = classifier_accuracy(base, source, ids["forget"], device=device)
+    return out
+
+
+def step_loop(job, model: nn.Module, source, method: StepMethod, ids: dict[str, np.ndarray],
+              ctx: LoopContext | None = None, *, augment, eval_cfg=None) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Run ``method`` for ``job.epochs`` on the splits in ``ids`` (only ``method.primary`` and the streams the
+    method draws from are read; ``nonmember_eval`` only by the final monitor, if ``eval_cfg`` is given)."""
+    ctx = ctx or LoopContext()
+    device = ctx.device
+    views = ViewMaker(augment, source.images.shape[-1])
+    primary_ids = ids[method.primary]
+    batch_size = balanced_batch_size(len(primary_ids), job.batch_size, ctx.world_size)
+    loader = make_loader(ImageSubset(source, primary_ids), batch_size, shuffle=True, drop_last=False,
+                         seed=job.runtime.seed, pin_memory=device.type == "cuda")
+    loader = ctx.prepare_loader(loader)
+    drawers = {split: StreamDrawer(source, ids[split]) for split in method.streams(job)}
+
+    uses_head = method.uses_train_objective(job)
+    with unlearning_setup(model, embed_output=job.embed_output, uses_head=uses_head):
+        model = ctx.prepare_model(place_model(model, job.runtime, device))
+        epochs = job.epochs
+        total_steps = epochs * max(len(loader), 1)
+        optimizer = build_optimizer(model.parameters(), job.optim)
+        start_epoch, step, history = 0, 0, []
+        if ctx.resume:
+            optimizer.load_state_dict(ctx.resume["optimizer"])
+            start_epoch, step = int(ctx.resume["epoch"]), int(ctx.resume["step"])
+            history = list(ctx.resume.get("history", []))
+
+        def train_state() -> dict[str, Any]:
+            return {"epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
+                    "model_extra": unwrap(model).extra_state_tensors(), "history": history}
+
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(epoch_seed(job.runtime.seed, epoch, ctx.rank))
+            set_loader_epoch(loader, job.runtime.seed, epoch)
+            for split, drawer in drawers.items():
+                drawer.reseed(epoch_seed(job.runtime.seed + _STREAM_SEED_OFFSET[split], epoch, ctx.rank))
+            model.train(not job.eval_mode)
+            sums: dict[str, float] = {}
+            count = 0
+            for images, labels, sample_ids in batches(loader, epoch=epoch, epochs=epochs, enabled=ctx.progress and ctx.is_main,
+                                             desc=job.method):
+                data = StepData(images, labels, sample_ids, device, views, drawers, job.runtime.channels_last,
+                                progress=step / max(total_steps, 1), seed=job.runtime.seed)
+                with autocast(job.runtime, device):
+                    terms = method.step(model, data, job)
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                for term in sorted(values, key=lambda k: k == "loss"):  # name the culprit before the total
+                    check_finite(values[term], epoch=epoch + 1, term="total" if term == "loss" else term,
+                                 limit=job.explode_limit)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                step += 1
+                if uses_head:
+                    unwrap(model).momentum_step(step, total_steps)
+                for term, value in values.items():
+                    sums[term] = sums.get(term, 0.0) + value * len(images)
+                count += len(images)
+            elapsed = time.perf_counter() - t0
+            metrics: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
+                                       "epoch_time_s": elapsed, "samples_per_s": count / max(elapsed, 1e-9)}
+            if epoch + 1 == epochs:
+                if job.sync_momentum_target:
+                    sync_momentum_targets(model)
+                if ctx.is_main and eval_cfg is not None and job.monitor:
+                    metrics.update(final_metrics(model, source, ids, eval_cfg, device))
+            history.append(metrics)
+            if ctx.is_main:
+                ctx.log(f"{job.method} epoch {epoch + 1}/{epochs} {format_metrics(metrics)}")
+            if ctx.on_epoch_end is not None:
+                ctx.on_epoch_end(epoch, metrics, train_state)
+    return unwrap(model), history
