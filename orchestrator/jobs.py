@@ -45,7 +45,7 @@ def run_pretrain(job, out: str | Path, *, workers: int = 0, use_gpu: bool = Fals
 
 
 def run_forget(job, checkpoint_dir: str | Path, out: str | Path, forget_ids=None, *, workers: int = 0,
-               use_gpu: bool = False) -> tuple[Path, dict]:
+               use_gpu: bool = False, ray_options=None) -> tuple[Path, dict]:
     """Unlearn ``forget_ids`` (default: the checkpoint's forget split) from a checkpoint with ``job.method``
     (an :class:`~trainables.unlearning.UnlearnJob`) and save the result at ``out``; returns the path and a summary
     (counts, final loss components, utility before/after). The input checkpoint is only read."""
@@ -55,15 +55,10 @@ def run_forget(job, checkpoint_dir: str | Path, out: str | Path, forget_ids=None
     out = check_out_dir(out)
     run = prepare_unlearning(job, checkpoint_dir, forget_ids)  # every input checked before any work
     if workers > 0:
-        try:
-            from orchestrator.train_driver import run_forget_distributed  # Ray only on this path
-        except ImportError as exc:
-            if "train_driver" not in str(exc) and "run_forget_distributed" not in str(exc):
-                raise
-            raise UserError("--workers > 0 needs Ray Train support (orchestrator/train_driver.py), which this "
-                            "installation lacks; run with --workers 0") from None
+        from orchestrator.train_driver import run_forget_distributed  # Ray only on this path
+
         return run_forget_distributed(job, checkpoint_dir, out, forget_ids=forget_ids, workers=workers,
-                                      use_gpu=use_gpu)
+                                      use_gpu=use_gpu, options=ray_options)
     ctx = local_context(job)
     summary = forget_summary(run)
     if job.monitor:
@@ -79,11 +74,11 @@ def run_forget(job, checkpoint_dir: str | Path, out: str | Path, forget_ids=None
 
 
 def run_retrain(checkpoint_dir: str | Path, out: str | Path, forget_ids=None, *, job=None, workers: int = 0,
-                use_gpu: bool = False) -> tuple[Path, dict]:
+                use_gpu: bool = False, ray_options=None) -> tuple[Path, dict]:
     """Retrain from scratch on members - forget - already forgotten with the parent's pretraining recipe (the gold
     standard); ``job`` (an UnlearnJob) only contributes ``runtime`` and ``retrain_epochs``."""
     from trainables.unlearning.config import UnlearnJob
 
     data = (job.model_dump() if job is not None else {}) | {"method": "retrain"}
     return run_forget(UnlearnJob.model_validate(data), checkpoint_dir, out, forget_ids, workers=workers,
-                      use_gpu=use_gpu)
+                      use_gpu=use_gpu, ray_options=ray_options)

@@ -7,6 +7,7 @@ format (atomic, never overwriting). The per-worker side is ``orchestrator/worker
 
 Example:
     >>> out, metrics = run_pretrain_distributed(job, "ckpt/simclr", workers=2)
+    >>> out, summary = run_forget_distributed(unlearn_job, "ckpt/simclr", "ckpt/forgot", workers=2)
     >>> out, metrics = run_distributed(pretrain_train_task(job), "ckpt/simclr", RayOptions(workers=4, use_gpu=True))
 """
 
@@ -40,6 +41,23 @@ def run_pretrain_distributed(job, out: str | Path, workers: int = 1, use_gpu: bo
     """``unlearn pretrain --workers N``: pretrain on Ray Train; returns the checkpoint path and final metrics."""
     options = replace(options or RayOptions(), workers=workers, use_gpu=use_gpu)
     return run_distributed(pretrain_train_task(job), out, options)
+
+
+def run_forget_distributed(job, checkpoint_dir: str | Path, out: str | Path, forget_ids=None, workers: int = 1,
+                           use_gpu: bool = False, options: RayOptions | None = None) -> tuple[Path, dict[str, Any]]:
+    """``unlearn forget|retrain --workers N``: unlearn (or retrain without) ``forget_ids`` on Ray Train; returns
+    the checkpoint path and the same summary as the in-process path (counts, final components, wall time)."""
+    from orchestrator.unlearn_tasks import forget_train_task
+    from trainables.checkpoint import read_meta
+    from trainables.unlearning.task import forget_summary
+
+    options = replace(options or RayOptions(), workers=workers, use_gpu=use_gpu)
+    task, run = forget_train_task(job, checkpoint_dir, forget_ids)
+    out, _ = run_distributed(task, out, options)
+    meta = read_meta(out)
+    summary = forget_summary(run)
+    summary.update(wall_time_s=meta["wall_time_s"], final=(meta.get("history") or [{}])[-1])
+    return out, summary
 
 
 def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tuple[Path, dict[str, Any]]:

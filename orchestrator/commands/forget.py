@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from orchestrator.ray_options import add_ray_args, ray_options_from_args
 from trainables.unlearning.config import METHODS
 
 
@@ -20,8 +21,7 @@ def add_unlearn_config_args(p) -> None:
     p.add_argument("--forget-ids", metavar="IDS|FILE",
                    help="sample ids to forget: a comma list or a file of ids (default: the checkpoint's forget "
                         "split, minus ids it already forgot)")
-    p.add_argument("--workers", type=int, default=0, help="Ray Train workers (0: in this process)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    add_ray_args(p)
 
 
 def register(sub) -> None:
@@ -68,9 +68,10 @@ def print_summary(out, summary: dict) -> None:
 def run(args) -> int:
     from orchestrator.jobs import run_forget
 
+    options = ray_options_from_args(args)
     job = load_unlearn_job(args, method=args.method, epochs=args.epochs)
-    out, summary = run_forget(job, args.checkpoint, args.out, forget_ids_arg(args), workers=args.workers,
-                              use_gpu=args.gpu)
+    out, summary = run_forget(job, args.checkpoint, args.out, forget_ids_arg(args), workers=options.workers,
+                              use_gpu=options.use_gpu, ray_options=options)
     print_summary(out, summary)
     sys.stdout.flush()
     return 0

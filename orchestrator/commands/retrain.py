@@ -29,9 +29,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from orchestrator.jobs import run_retrain
+    from orchestrator.ray_options import ray_options_from_args
 
+    options = ray_options_from_args(args)
     job = load_unlearn_job(args, method="retrain")
-    out, summary = run_retrain(args.checkpoint, args.out, forget_ids_arg(args), job=job, workers=args.workers,
-                               use_gpu=args.gpu)
+    out, summary = run_retrain(args.checkpoint, args.out, forget_ids_arg(args), job=job, workers=options.workers,
+                               use_gpu=options.use_gpu, ray_options=options)
     print_summary(out, summary)
     return 0
