@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from trainables.attacks.config import EvaluateJob
+from trainables.attacks.protocol import attack_sets
 from trainables.checkpoint import Checkpoint, load_checkpoint, read_meta
 from trainables.config import DataConfig, PretrainJob
 from trainables.data.sources import ImageSource
@@ -91,6 +92,13 @@ def _pretrain_config(checkpoints: dict[str, Checkpoint]) -> dict[str, Any]:
     raise UserError("none of the checkpoints records its pretraining config (augment, data); cannot query it")
 
 
+def training_ids(ck: Checkpoint) -> np.ndarray:
+    """The samples a checkpoint's weights have seen: all members, except a retrained model (its retain set)."""
+    if ck.meta.get("kind") == "retrain":
+        return ck.splits["retain"]
+    return ck.splits["member"]
+
+
 def _cross_check(checkpoints: dict[str, Checkpoint], main: str, forget: np.ndarray) -> None:
     main_ck = checkpoints[main]
     for role, ck in checkpoints.items():
@@ -104,9 +112,10 @@ def _cross_check(checkpoints: dict[str, Checkpoint], main: str, forget: np.ndarr
         if not np.array_equal(ck.splits["member"], main_ck.splits["member"]) or not np.array_equal(
                 ck.splits["nonmember_eval"], main_ck.splits["nonmember_eval"]):
             raise UserError(f"--{role} {ck.path} uses another member / non-member split (different split seed?)")
-        if role == "retrained" and len(np.intersect1d(ck.splits["retain"], forget)):
-            raise UserError(f"--retrained {ck.path} was trained on {len(np.intersect1d(ck.splits['retain'], forget))} "
-                            f"of the forgotten samples: it is not a model retrained without the forget set")
+        seen = np.intersect1d(training_ids(ck), forget)
+        if role == "retrained" and len(seen):
+            raise UserError(f"--retrained {ck.path} (kind {ck.meta.get('kind')!r}) was trained on {len(seen)} of the "
+                            f"forgotten samples: it is not a model retrained without the forget set")
 
 
 def load_shadow(path: str | Path, main_splits: Splits):
@@ -161,6 +170,8 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
     data_cfg = DataConfig.model_validate(config["data"])
     source, splits = load_data(data_cfg, main_ck.splits)
     device = resolve_device(job.runtime.device)
+    # validate the protocol (e.g. shadow splits present) before any expensive work such as training a shadow
+    attack_sets(splits, forget, threat_model=job.attack.threat_model, seed=job.attack.seed, max_fit=job.attack.max_fit)
     shadow_model = None
     if job.attack.threat_model == "shadow":
         shadow_model = load_shadow(shadow, splits) if shadow else train_shadow(config, source, splits, shadow_out,
