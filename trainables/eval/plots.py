@@ -67,17 +67,30 @@ def plot_roc(reports: Mapping, path) -> Path:
     return _save(fig, Path(path))
 
 
+def _limits(values: list[np.ndarray]) -> tuple[float, float]:
+    """One axis range for every panel (so before / after compare by eye), robust to a few outliers."""
+    allv = np.concatenate([np.asarray(v, dtype=float).ravel() for v in values])
+    lo, hi = np.quantile(allv, [0.005, 0.995]) if len(allv) > 50 else (allv.min(), allv.max())
+    pad = 0.02 * (hi - lo) if hi > lo else 1e-3
+    return float(lo - pad), float(hi + pad)
+
+
+def _by_group(reports: Mapping, roles: list[str], signal) -> list[np.ndarray]:
+    get = signal if callable(signal) else (lambda s: getattr(s, signal))
+    return [get(getattr(reports[r], g)) for r in roles for g in ("member_signals", "nonmember_signals")]
+
+
 def plot_histograms(reports: Mapping, signal: str, path, *, label: str) -> Path:
     roles = ordered(reports)
     fig, axes = _panels(len(roles), f"{label}: forget set (members) vs non-members")
+    lo, hi = _limits(_by_group(reports, roles, signal))
+    bins = np.linspace(lo, hi, 31)
     for ax, role in zip(axes, roles, strict=True):
-        m = getattr(reports[role].member_signals, signal)
-        n = getattr(reports[role].nonmember_signals, signal)
-        lo, hi = float(min(m.min(), n.min())), float(max(m.max(), n.max()))
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
+        m = np.clip(getattr(reports[role].member_signals, signal), lo, hi)
+        n = np.clip(getattr(reports[role].nonmember_signals, signal), lo, hi)
         ax.hist(m, bins=bins, alpha=0.55, color=MEMBER, label=f"members (mean {m.mean():.3f})", density=True)
         ax.hist(n, bins=bins, alpha=0.55, color=NONMEMBER, label=f"non-members (mean {n.mean():.3f})", density=True)
-        ax.set(title=role, xlabel=label, ylabel="density")
+        ax.set(title=role, xlabel=label, ylabel="density", xlim=(lo, hi))
         ax.legend(fontsize=8)
     return _save(fig, Path(path))
 
@@ -85,10 +98,13 @@ def plot_histograms(reports: Mapping, signal: str, path, *, label: str) -> Path:
 def plot_scatter3d(reports: Mapping, path) -> Path:
     roles = ordered(reports)
     fig, axes = _panels(len(roles), "Top-1 confidence, view cosine similarity and loss per sample", "3d")
+    lims = [_limits(_by_group(reports, roles, k)) for k in ("top1", "cos_mean", "loss")]
     for ax, role in zip(axes, roles, strict=True):
+        ax.set(xlim=lims[0], ylim=lims[1], zlim=lims[2])
         for sig, colour, name in ((reports[role].member_signals, MEMBER, "members"),
                                   (reports[role].nonmember_signals, NONMEMBER, "non-members")):
-            ax.scatter(sig.top1, sig.cos_mean, sig.loss, s=6, alpha=0.6, color=colour, label=name)
+            xyz = [np.clip(v, *lim) for v, lim in zip((sig.top1, sig.cos_mean, sig.loss), lims, strict=True)]
+            ax.scatter(*xyz, s=6, alpha=0.6, color=colour, label=name)  # outliers pinned to the shared box
         ax.set(title=role, xlabel="top-1 confidence", ylabel="view cosine")
         ax.set_zlabel("loss", labelpad=2)
         ax.legend(fontsize=8)
@@ -98,10 +114,13 @@ def plot_scatter3d(reports: Mapping, path) -> Path:
 def plot_top3(reports: Mapping, path) -> Path:
     roles = ordered(reports)
     fig, axes = _panels(len(roles), "Top-3 prediction confidences (paper Fig. 3)", "3d")
+    lims = [_limits(_by_group(reports, roles, lambda s, k=k: s.top3[:, k])) for k in range(3)]
     for ax, role in zip(axes, roles, strict=True):
+        ax.set(xlim=lims[0], ylim=lims[1], zlim=lims[2])
         for sig, colour, name in ((reports[role].member_signals, MEMBER, "members"),
                                   (reports[role].nonmember_signals, NONMEMBER, "non-members")):
-            ax.scatter(sig.top3[:, 0], sig.top3[:, 1], sig.top3[:, 2], s=6, alpha=0.6, color=colour, label=name)
+            xyz = [np.clip(sig.top3[:, k], *lims[k]) for k in range(3)]
+            ax.scatter(*xyz, s=6, alpha=0.6, color=colour, label=name)
         ax.set(title=role, xlabel="top-1", ylabel="top-2", zlabel="top-3")
         ax.legend(fontsize=8)
     return _save(fig, Path(path))
