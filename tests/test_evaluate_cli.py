@@ -22,10 +22,17 @@ UNLEARN_HISTORY = [{"epoch": e, "loss": 2.0 / e, "gradient_penalty": 0.5 / e, "m
                    for e in range(1, 6)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest on a busy 2-core machine
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, one_thread):
     """pretrained (with shadow splits), 'unlearned' (perturbed weights), and retrained-on-retain checkpoints."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpts")
     job = tiny_job("simclr", data={"num_members": 120, "num_nonmembers": 160, "shadow_members": 60,
                                    "shadow_nonmembers": 60}, optim={"epochs": 3}, eval={"knn_every": 0})
@@ -49,7 +56,6 @@ def checkpoints(tmp_path_factory):
     return {"pre": pre, "unl": unl, "ret": ret, "bad": bad, "forget": forget}
 
 
-@pytest.mark.slow
 def test_evaluate_unlearned_against_original_and_retrained(checkpoints, tmp_path, capsys):
     out, store = tmp_path / "eval", tmp_path / "store"
     code = main(["evaluate", "--checkpoint", str(checkpoints["unl"]), "--original", str(checkpoints["pre"]),
