@@ -53,7 +53,10 @@ def checkpoints(tmp_path_factory, one_thread):
                           meta=checkpoint_meta(job, "retrain", r_hist, forgotten_ids=forget), splits=splits)
     bad = save_checkpoint(root / "bad", model, spec=spec, meta={**unl_meta, "forgotten_ids": forget[:3]},
                           splits=splits)
-    return {"pre": pre, "unl": unl, "ret": ret, "bad": bad, "forget": forget}
+    orphan = save_checkpoint(root / "orphan", model, spec=spec,
+                             meta={**unl_meta, "parent": {"path": str(root / "gone"), "sha256": "0" * 64}},
+                             splits=splits)
+    return {"pre": pre, "unl": unl, "ret": ret, "bad": bad, "orphan": orphan, "forget": forget}
 
 
 def test_evaluate_unlearned_against_original_and_retrained(checkpoints, tmp_path, capsys):
@@ -86,6 +89,16 @@ def test_evaluate_unlearned_against_original_and_retrained(checkpoints, tmp_path
     assert row["checkpoint_uri"].endswith("unl") and row["original_uri"].endswith("pre")
 
 
+def test_unlearned_checkpoint_finds_its_original_through_the_parent_link(checkpoints, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(checkpoints["unl"]), "--out", str(out), "--no-plots", *FAST]) == 0
+    assert "from the checkpoint's parent chain" in capsys.readouterr().out
+    assert set(json.loads((out / "metrics.json").read_text())) == {"original", "unlearned"}
+    df = results.load(str(out / "results"))
+    assert df["before_mia_accuracy"].notna().all() and df["after_mia_accuracy"].notna().all()
+    assert df["retrain_mia_accuracy"].isna().all() and df["gap_mia_accuracy"].isna().all()
+
+
 def test_pretrained_checkpoint_alone_is_an_audit_of_members(checkpoints, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(checkpoints["pre"]), "--out", str(out), "--no-plots", *FAST]) == 0
@@ -107,13 +120,13 @@ def test_shadow_threat_model_trains_then_reuses_a_shadow(checkpoints, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "out_exists", "retrained_saw_forget", "inconsistent", "duplicate_role",
-                                  "no_shadow_data", "bad_key"])
+                                  "no_shadow_data", "bad_key", "no_original"])
 def test_bad_input_exits_2_and_writes_nothing(checkpoints, tmp_path, capsys, case):
     out = tmp_path / "eval"
     args = ["evaluate", "--checkpoint", str(checkpoints["unl"]), "--out", str(out), "--no-plots", *FAST]
     expected = {"missing": "does not exist", "out_exists": "already exists", "retrained_saw_forget": "retrained",
                 "inconsistent": "inconsistent", "duplicate_role": "itself the original",
-                "no_shadow_data": "shadow", "bad_key": "unknown config key"}[case]
+                "no_shadow_data": "shadow", "bad_key": "unknown config key", "no_original": "pass --original"}[case]
     if case == "missing":
         args[2] = str(tmp_path / "nope")
     elif case == "out_exists":
@@ -136,6 +149,8 @@ def test_bad_input_exits_2_and_writes_nothing(checkpoints, tmp_path, capsys, cas
                                     meta={k: v for k, v in ck.meta.items() if k != "sha256"},
                                     splits=type(ck.splits)(ids, ck.splits.labels))
         args[2] = str(no_shadow)
+    elif case == "no_original":
+        args[2] = str(checkpoints["orphan"])
     elif case == "bad_key":
         args += ["--set", "attack.views=3"]
     assert main(args) == 2

@@ -155,7 +155,8 @@ def plot_loss_history(history: list[Mapping], path, *, title: str = "Loss compon
     """One line per numeric history key (except epoch / timing); None when there is nothing to plot."""
     rows = [h for h in history or [] if isinstance(h, Mapping)]
     keys = sorted({k for h in rows for k, v in h.items()
-                   if k not in SKIP_HISTORY and isinstance(v, (int, float)) and not isinstance(v, bool)})
+                   if k not in SKIP_HISTORY and not k.endswith(("_per_s", "_time_s")) and isinstance(v, (int, float))
+                   and not isinstance(v, bool)})
     if not rows or not keys:
         return None
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(rows)]
