@@ -48,7 +48,7 @@ STAGES = ("before", "after", "retrain")
 # Hyperparameters with a typed column; everything else lives in hp_json (which also holds these).
 HP_FLOAT = ("lr", "epochs", "batch_size", "weight_decay", "augment_strength", "width", "temperature", "a", "b", "c",
             "n_views", "forget_fraction", "seed")
-HP_STRING = ("optimizer", "penalty")
+HP_STRING = ("optimizer", "form", "train_term_source")
 
 _CORE: list[tuple[str, pa.DataType]] = [
     ("schema_version", pa.int32()),

@@ -68,7 +68,7 @@ def test_evaluate_unlearned_against_original_and_retrained(checkpoints, tmp_path
     assert code == 0
     for role in ("original", "unlearned", "retrained"):
         assert role in printed
-    assert "gap→retrain" in printed and "encodermi_vector" in printed and "knn_acc" in printed
+    assert "gap_to_retrain" in printed and "encodermi_vector" in printed and "knn_acc" in printed
     names = {p.name for p in out.iterdir()}
     assert {"report.txt", "metrics.json", "signals.parquet", "roc.png", "hist_cosine.png", "hist_top1.png",
             "scatter3d.png", "top3_3d.png", "tsne.png", "loss_history.png"} <= names

@@ -17,7 +17,7 @@ def _row(i: int, kind: str = "unlearn", **extra):
     extra.setdefault("trial_id", f"t{i}")
     return results.make_row(
         kind=kind, dataset="digits", model="simclr", backbone="small_cnn", method="gp", forget_size=10 + i,
-        hyperparameters={"unlearn": {"a": 1.0, "b": float(i), "penalty": "wgan", "new_knob": [1, 2]},
+        hyperparameters={"unlearn": {"a": 1.0, "b": float(i), "form": "wgan", "new_knob": [1, 2]},
                                            "optim": {"lr": 1e-3}},
         metrics={"before": {"mia_accuracy": 0.7, "mia_accuracy_lo": 0.65, "mia_accuracy_hi": 0.75},
                  "after": {"mia_accuracy": 0.5 + i / 1000, "brand_new_metric": 3.0}}, **extra)
@@ -35,7 +35,7 @@ def test_round_trip_gives_the_schema_exactly(tmp_path):
     assert df["dataset"].dtype == pd.ArrowDtype(pa.string())  # pandas 3 strings stay Arrow strings
     row = df.set_index("trial_id").loc["t1"]
     assert row["kind"] == "evaluate" and row["schema_version"] == results.SCHEMA_VERSION
-    assert row["hp_a"] == 1.0 and row["hp_b"] == 1.0 and row["hp_lr"] == 1e-3 and row["hp_penalty"] == "wgan"
+    assert row["hp_a"] == 1.0 and row["hp_b"] == 1.0 and row["hp_lr"] == 1e-3 and row["hp_form"] == "wgan"
     assert row["before_mia_accuracy_lo"] == 0.65 and row["after_mia_accuracy"] == pytest.approx(0.501)
     assert pd.isna(row["retrain_mia_accuracy"])  # missing is null, not 0
     # unknown hyperparameters and metrics land in the JSON columns, by their full key

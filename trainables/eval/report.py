@@ -225,7 +225,7 @@ def format_table(ev: Evaluation) -> str:
              f"{len(sets.fit_members)} + {len(sets.fit_nonmembers)} disjoint samples; {ev.job.attack.bootstrap} "
              f"bootstrap resamples"]
     head = f"{'attack':<20} {'model':<10} " + " ".join(f"{h:<17}" if h in ('acc', 'AUC') else f"{h:>7}"
-                                                     for _, h in TABLE_METRICS) + f" {'MIA-eff':>7} {'gap→retrain':>11}"
+                                                     for _, h in TABLE_METRICS) + f" {'MIA-eff':>7} {'gap_to_retrain':>14}"
     lines += [head, "-" * len(head)]
     for attack in ev.reports[roles[0]].attacks:
         for i, role in enumerate(roles):
@@ -237,7 +237,7 @@ def format_table(ev: Evaluation) -> str:
             gap = ev.gap_to_retrain(attack, role)
             gap_s = f"{gap:+.3f}" if gap is not None else "-"
             lines.append(f"{attack if i == 0 else '':<20} {role:<10} " + " ".join(cells)
-                         + f" {res.mia_efficacy:>7.3f} {gap_s:>11}")
+                         + f" {res.mia_efficacy:>7.3f} {gap_s:>14}")
     lines.append("")
     means = {r: ev.reports[r].signal_means() for r in roles}
     util_keys = sorted({k for r in roles for k in ev.reports[r].utility})
