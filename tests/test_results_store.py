@@ -101,7 +101,7 @@ def test_object_store_branch_writes_whole_objects(monkeypatch):
     from pyarrow._fs import _MockFileSystem
 
     fs = _MockFileSystem()
-    monkeypatch.setattr(results, "_filesystem", lambda path: (fs, "bucket/results"))
+    monkeypatch.setattr(results, "filesystem", lambda path: (fs, "bucket/results"))
     written = results.append("s3://bucket/results", [_row(0), _row(1)])
     assert len(written) == 1 and written[0].startswith("bucket/results/kind=unlearn/")
     df = results.load("s3://bucket/results")

@@ -50,6 +50,9 @@ def run(args) -> int:
                    cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
                                "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
     out = check_out_dir(args.out)
+    from orchestrator.results import filesystem
+
+    filesystem(args.results or str(out / "results"))  # an unusable results URI fails now, before any work
     if job.runtime.num_threads:
         import torch
 
