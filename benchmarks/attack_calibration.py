@@ -6,7 +6,8 @@
 
 Prints one line per saved epoch: training loss, mean view cosine of members / non-members, and accuracy / AUC
 (95% bootstrap interval) of each attack, auditor threat model (the ``unlearn evaluate`` protocol on the
-``forget`` split of members). Existing checkpoint folders are evaluated again instead of retrained.
+``forget`` split of members; ``--protocol validation`` scores against ``nonmember_ref`` halves instead, so that
+choosing a recipe never reads the audit's non-members). Existing checkpoint folders are evaluated again instead of retrained.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from orchestrator.config import load_job, parse_overrides  # noqa: E402
 from trainables.attacks.config import AttackConfig  # noqa: E402
 from trainables.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from trainables.config import PretrainJob  # noqa: E402
+from trainables.data.splits import Splits  # noqa: E402
 from trainables.eval.forgetting import evaluate_forgetting  # noqa: E402
 from trainables.loops.context import LoopContext  # noqa: E402
 from trainables.tasks import checkpoint_meta, load_data, new_model, pretrain_task  # noqa: E402
@@ -45,10 +47,19 @@ def pretrain_with_snapshots(job: PretrainJob, save_at: list[int], out: Path) -> 
                   source=source, splits=splits, model=model)
 
 
-def attack_line(path: Path, cfg: AttackConfig) -> str:
+def validation_view(splits: Splits) -> Splits:
+    """The splits with ``nonmember_eval`` replaced by ``nonmember_ref``: the attack is fitted on retain vs one half of
+    ``nonmember_ref`` and scored on the forget set vs the other half, so a recipe chosen here never saw the
+    non-members the final audit scores (the same view as ``unlearn tune``'s validation protocol)."""
+    return Splits(dict(splits.ids, nonmember_eval=splits["nonmember_ref"].copy()), splits.labels)
+
+
+def attack_line(path: Path, cfg: AttackConfig, protocol: str = "audit") -> str:
     ck = load_checkpoint(path)
     job = PretrainJob.model_validate(ck.meta["config"])
     source, splits = load_data(job.data, ck.splits)
+    if protocol == "validation":
+        splits = validation_view(splits)
     m = evaluate_forgetting(ck.model, source, splits, splits["forget"], model_config=ck.meta["config"], config=cfg)
     cells = " ".join(f"{a}: acc {m[f'{a}_accuracy']:.3f} auc {m[f'{a}_auc']:.3f} "
                      f"[{m.get(f'{a}_auc_lo', float('nan')):.2f},{m.get(f'{a}_auc_hi', float('nan')):.2f}]"
@@ -65,6 +76,9 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--attack-set", dest="attack", action="append", default=[], help="AttackConfig key=value")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--protocol", choices=("audit", "validation"), default="audit",
+                   help="audit: score forget vs nonmember_eval (the unlearn evaluate protocol); validation: "
+                        "score against nonmember_ref halves only (choose a recipe without the audit's non-members)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     save_at = sorted(int(e) for e in args.epochs.split(","))
@@ -76,7 +90,7 @@ def main() -> None:
         pretrain_with_snapshots(job, save_at, out)
     cfg = AttackConfig.model_validate({"bootstrap": 500, **parse_overrides(args.attack)})
     for e in save_at:
-        print(attack_line(out / f"e{e}", cfg), flush=True)
+        print(attack_line(out / f"e{e}", cfg, args.protocol), flush=True)
 
 
 if __name__ == "__main__":

@@ -168,8 +168,12 @@ def train_shadow(pretrain_config: dict[str, Any], source: ImageSource, splits: S
 
 
 def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, *, shadow: str | Path | None = None,
-                         shadow_out: Path | None = None, log=print) -> Evaluation:
-    """``paths``: role -> checkpoint dir; the first is the evaluated checkpoint (its role from its meta kind)."""
+                         shadow_out: Path | None = None, log=print,
+                         precomputed: dict[str, ModelReport] | None = None) -> Evaluation:
+    """``paths``: role -> checkpoint dir; the first is the evaluated checkpoint (its role from its meta kind).
+    ``precomputed``: role -> a report of that role's model from an earlier call with the same job and forget set
+    (e.g. the original and retrained models shared by many unlearning runs); those roles are not scored again. Its
+    fit / score ids must equal this call's (checked)."""
     from trainables.loops.context import resolve_device
     from trainables.tasks import load_data
 
@@ -201,10 +205,16 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
         shadow_model = load_shadow(shadow, splits) if shadow else train_shadow(config, source, splits, shadow_out,
                                                                               device=device, log=log)
     order = [r for r in ("original", "unlearned", "retrained") if r in checkpoints]
-    models = {r: checkpoints[r].model.to(device) for r in order}
-    reports = evaluate_models(models, source, splits, forget, config=job.attack, model_config=config,
-                              shadow_model=shadow_model, utility=job.utility, eval_cfg=job.eval, device=device,
-                              log=log)
+    precomputed = {r: rep for r, rep in (precomputed or {}).items() if r in order and r != main}
+    models = {r: checkpoints[r].model.to(device) for r in order if r not in precomputed}
+    fresh = evaluate_models(models, source, splits, forget, config=job.attack, model_config=config,
+                            shadow_model=shadow_model, utility=job.utility, eval_cfg=job.eval, device=device,
+                            log=log)
+    sets = next(iter(fresh.values())).sets
+    for role, rep in precomputed.items():
+        if not (np.array_equal(rep.sets.fit_ids, sets.fit_ids) and np.array_equal(rep.sets.score_ids, sets.score_ids)):
+            raise UserError(f"the precomputed {role} report was scored on other samples than this evaluation")
+    reports = {r: fresh[r] if r in fresh else precomputed[r] for r in order}
     if main == "original":
         notes.append("pretrained checkpoint: the 'forget' split is audited as members (no unlearning yet)")
     return Evaluation(reports, {r: checkpoints[r] for r in [main] + [r for r in order if r != main]}, forget, job,

@@ -1,0 +1,166 @@
+"""The reproduction's plan: the pretraining recipe of each model, the cells of every table, and their keys.
+
+A *cell* is one unlearning run audited against its original and retrained models (one results row per attack).
+Cells of the paper's tables (``shared/paper.txt``), tagged in the results store's ``experiment`` column:
+
+- ``main`` (Tables II/III): MoCo, SimCLR, BYOL x seeds x {memgp (Eq. 3), gp (Eq. 2)} at 20% forget;
+- ``supervised`` (Table VII): the supervised small CNN x seeds x memgp;
+- ``ablation`` (Tables IV/V): subsets of the terms a (L_train), b (penalty), c (L_Norm) for Eq. 2 and Eq. 3,
+  L_train on the forget vs the retain set, the penalty on backbone features vs the projection head;
+- ``forget_size`` (Table VI): 5, 10, 20, 30, 50% of the members forgotten (each with its own retrained model);
+- ``baselines``: finetune, NegGrad+, l1-sparse, alignment calibration on the same splits (retrain is every
+  row's reference);
+- ``tuned``: the configuration ``unlearn tune`` found on the validation protocol, beside the defaults.
+
+Every cell, pretraining and retraining has a deterministic key (sha256 of its full configuration), so a re-run
+skips what is finished: cells whose key is in the results store, checkpoints already in the work directory.
+
+Example:
+    >>> plan = build_plan(Settings(data="digits", members=200, seeds=(0,), tables=("main",), models=("simclr",)))
+    >>> [c.name for c in plan][:2]
+    ['main/simclr/s0/memgp', 'main/simclr/s0/gp']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+TABLES = ("main", "supervised", "ablation", "forget_size", "baselines", "tuned")
+ENCODERS = ("moco", "simclr", "byol")
+FORGET_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
+BASELINES = ("finetune", "neggrad_plus", "l1_sparse", "alignment_calibration")
+PAPER_FORGET_FRACTION = 0.2
+
+# The overfit preset (lr 3e-3, strength 0.2, Adam, batch 128, 150 epochs; calibrated on SimCLR, docs/evaluation.md)
+# plus per-model changes found with short probes on the validation protocol (BENCHMARKS.md, "Calibration").
+RECIPES: dict[str, list[str]] = {
+    "simclr": [],
+    "moco": [],
+    "byol": [],
+    "supervised": [],
+}
+# The primary attack per model type (the first one reported as mia_*): EncoderMI on encoders; the
+# confidence-based attack (top-k, entropy, loss of the logits) on the classifier, the paper's supervised MIA.
+PRIMARY_ATTACK = {"supervised": "confidence"}
+DEFAULT_PRIMARY = "encodermi_vector"
+# Eq. 2 weights when a term is switched on (a: L_train, b: gradient penalty, c: L_Norm).
+TERM_WEIGHTS = {"a": 1.0, "b": 1.0, "c": 0.1}
+
+
+def digest(obj: Any, n: int = 16) -> str:
+    """Deterministic short hash of a JSON-able object (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to run (the CLI's flags)."""
+
+    data: str
+    members: int = 1000
+    nonmembers: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    tables: tuple[str, ...] = TABLES
+    models: tuple[str, ...] = ENCODERS
+    ablation_model: str = "simclr"
+    ablation_seeds: tuple[int, ...] | None = None  # default: the first seed
+    baseline_seeds: tuple[int, ...] | None = None  # default: the first seed
+    forget_fractions: tuple[float, ...] = FORGET_FRACTIONS
+    pretrain_overrides: tuple[str, ...] = ()  # --set for every pretraining (after the recipe)
+    unlearn_overrides: tuple[str, ...] = ()  # --unlearn-set for every unlearning job
+    attack_overrides: tuple[str, ...] = ()  # --attack-set for the evaluation
+    tuned_configs: dict[str, str] = field(default_factory=dict)  # model -> best-config YAML (unlearn tune)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One audited unlearning run."""
+
+    experiment: str
+    model: str
+    seed: int
+    label: str  # short name of the unlearning configuration
+    unlearn: dict[str, Any]  # UnlearnJob keys
+    forget_fraction: float = PAPER_FORGET_FRACTION
+    tags: dict[str, Any] = field(default_factory=dict)  # extra_json (e.g. {"ablation": {...}})
+
+    @property
+    def name(self) -> str:
+        size = "" if self.forget_fraction == PAPER_FORGET_FRACTION else f"/f{round(self.forget_fraction * 100)}"
+        return f"{self.experiment}/{self.model}/s{self.seed}{size}/{self.label}"
+
+
+def pretrain_overrides(settings: Settings, model: str, seed: int) -> list[str]:
+    """``--set`` overrides on the overfit preset for one pretraining (data, seeds, recipe, 1 thread)."""
+    data = [f"data.dataset={settings.data}", f"data.num_members={settings.members}",
+            f"data.num_nonmembers={settings.nonmembers or settings.members}",
+            f"data.forget_fraction={PAPER_FORGET_FRACTION}", f"data.split_seed={seed}"]
+    runtime = [f"method={model}", f"runtime.seed={seed}", "runtime.num_threads=1", "runtime.device=cpu",
+               "eval.knn_every=0", "eval.linear_probe=false"]  # utility is measured by the audit instead
+    return data + runtime + RECIPES[model] + list(settings.pretrain_overrides)
+
+
+def _ablation_cells(model: str, seed: int) -> list[Cell]:
+    cells = []
+    subsets = ["a", "b", "c", "a+b", "a+c", "b+c", "a+b+c"]
+    for terms in subsets:  # Table IV: Eq. 2
+        weights = {t: (TERM_WEIGHTS[t] if t in terms.split("+") else 0.0) for t in "abc"}
+        cells.append(("gp", weights, terms, "eq2", "forget", "features"))
+    for terms in ("b", "a+b"):  # Table V: Eq. 3 (a alone is Eq. 2's "a")
+        weights = {"a": 1.0 if "a" in terms else 0.0, "b": 1.0, "c": 0.0}
+        cells.append(("memgp", weights, terms, "eq3", "forget", "features"))
+    cells.append(("memgp", {"a": 1.0, "b": 1.0, "c": 0.0}, "a+b", "eq3", "retain", "features"))
+    cells.append(("gp", {"a": 1.0, "b": 1.0, "c": 0.1}, "a+b+c", "eq2", "retain", "features"))
+    cells.append(("memgp", {"a": 1.0, "b": 1.0, "c": 0.0}, "a+b", "eq3", "forget", "projection"))
+    cells.append(("memgp", {"a": 0.0, "b": 1.0, "c": 0.0}, "b", "eq3", "forget", "projection"))
+    out = []
+    for method, weights, terms, eq, source, output in cells:
+        label = f"{eq}-{terms}" + ("-retain" if source == "retain" else "") + ("-proj" if output != "features" else "")
+        job = {"method": method, **weights, "train_term_source": source}
+        if output != "features":
+            job["embed_output"] = output
+        out.append(Cell("ablation", model, seed, label, job, tags={"ablation": {
+            "terms": terms, "equation": eq, "train_term_source": source, "penalty_output": output}}))
+    return out
+
+
+def build_plan(settings: Settings) -> list[Cell]:
+    """Every cell of the selected tables, headline first (so the most important rows finish first)."""
+    unknown = [t for t in settings.tables if t not in TABLES]
+    if unknown:
+        from trainables.errors import UserError
+
+        raise UserError(f"unknown table(s) {unknown}; choose from: {', '.join(TABLES)}")
+    first = settings.seeds[:1]
+    cells: list[Cell] = []
+    for seed in settings.seeds:
+        if "main" in settings.tables:
+            for model in settings.models:
+                cells.append(Cell("main", model, seed, "memgp", {"method": "memgp"}))
+                cells.append(Cell("main", model, seed, "gp", {"method": "gp", "a": 1.0, "b": 1.0, "c": 0.1}))
+        if "supervised" in settings.tables:
+            cells.append(Cell("supervised", "supervised", seed, "memgp", {"method": "memgp"}))
+    if "ablation" in settings.tables:
+        for seed in settings.ablation_seeds or first:
+            cells += _ablation_cells(settings.ablation_model, seed)
+    if "forget_size" in settings.tables:
+        for fraction in settings.forget_fractions:
+            for seed in settings.ablation_seeds or first:
+                cells.append(Cell("forget_size", settings.ablation_model, seed, "memgp", {"method": "memgp"},
+                                  forget_fraction=fraction, tags={"forget_fraction": fraction}))
+    if "baselines" in settings.tables:
+        models = list(settings.models) + (["supervised"] if "supervised" in settings.tables else [])
+        for seed in settings.baseline_seeds or first:
+            for model in models:
+                for method in BASELINES:
+                    if method == "alignment_calibration" and model == "supervised":
+                        continue  # view agreement is an encoder objective
+                    cells.append(Cell("baselines", model, seed, method, {"method": method}))
+    if "tuned" in settings.tables:
+        for model, path in sorted(settings.tuned_configs.items()):
+            for seed in settings.seeds:
+                cells.append(Cell("tuned", model, seed, "tuned", {"config_file": path}, tags={"tuned_config": path}))
+    return cells
