@@ -67,15 +67,44 @@ def _pretrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
     from trainables.config import PretrainJob
 
     job = PretrainJob.model_validate(task["payload"]["job"])
-    out, _ = run_pretrain(job, task["out"])
+    every = task["payload"].get("probe_every", 0)
+    probes: dict[int, dict[str, float]] = {}
+    hook = None
+    if every:
+        from trainables.tasks import load_data
+
+        source, splits = load_data(job.data)
+
+        def hook(epoch: int, metrics: dict, model) -> None:
+            if (epoch + 1) % every == 0 or epoch + 1 == job.optim.epochs:
+                probes[epoch + 1] = validation_attack(model, source, splits, job)
+                print(f"probe after epoch {epoch + 1}: validation-protocol attack {probes[epoch + 1]}", flush=True)
+
+    out, _ = run_pretrain(job, task["out"], epoch_hook=hook)
     meta = read_meta(out)
     final = meta["metrics"]
     row = make_row(kind="pretrain", **_row_basics(meta), method="none", experiment="pretrain",
                    num_members=job.data.num_members, checkpoint_uri=str(Path(out).resolve()),
                    wall_time_s=meta["wall_time_s"], hyperparameters=meta["config"],
                    extra={"task": task["name"], "task_key": task["key"], "peak_rss_mb": peak_rss_mb(),
-                          "final_loss": final.get("loss"), "images_per_s": final.get("images_per_s")})
-    return {"wall_time_s": meta["wall_time_s"], "loss": final.get("loss")}, [row]
+                          "final_loss": final.get("loss"), "images_per_s": final.get("images_per_s"),
+                          "validation_probes": probes})
+    last = probes[max(probes)] if probes else {}
+    return {"wall_time_s": meta["wall_time_s"], "loss": final.get("loss"), **last}, [row]
+
+
+def validation_attack(model, source, splits, job) -> dict[str, float]:
+    """The primary attack on the validation protocol (forget vs half of ``nonmember_ref``, fitted on retain vs the
+    other half; ``nonmember_eval`` is never read), for calibrating the overfit recipe without the audit's data."""
+    from benchmarks.attack_calibration import validation_view
+    from benchmarks.repro_plan import DEFAULT_PRIMARY, PRIMARY_ATTACK
+    from trainables.eval.forgetting import evaluate_forgetting
+
+    primary = PRIMARY_ATTACK.get(job.method, DEFAULT_PRIMARY)
+    m = evaluate_forgetting(model, source, validation_view(splits), splits["forget"],
+                            model_config=job.model_dump(mode="json"),
+                            config={"bootstrap": 0, "attacks": [primary, "encodermi_threshold", "confidence"]})
+    return {"val_attack_acc": round(m["mia_accuracy"], 4), "val_attack_auc": round(m["mia_auc"], 4)}
 
 
 def _retrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:

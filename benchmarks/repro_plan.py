@@ -73,6 +73,7 @@ class Settings:
     unlearn_overrides: tuple[str, ...] = ()  # --unlearn-set for every unlearning job
     attack_overrides: tuple[str, ...] = ()  # --attack-set for the evaluation
     tuned_configs: dict[str, str] = field(default_factory=dict)  # model -> best-config YAML (unlearn tune)
+    probe_every: int = 50  # validation-protocol attack every N pretraining epochs (0: never); not in the keys
 
 
 @dataclass(frozen=True)

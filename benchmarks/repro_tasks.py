@@ -86,7 +86,7 @@ def build_tasks(cells: list[Cell], settings: Settings, work: Path) -> list[Task]
         pname = f"pretrain/{cell.model}/s{cell.seed}"
         if pname not in tasks:
             tasks[pname] = Task("pretrain", pname, pkey, str(work / "pretrain" / f"{cell.model}-s{cell.seed}-{pkey[:10]}"),
-                                payload={"job": pconfig})
+                                payload={"job": pconfig, "probe_every": settings.probe_every})
         rkey = digest({"pretrain": pkey, "forget_fraction": cell.forget_fraction})
         rname = f"retrain/{cell.model}/s{cell.seed}/f{_pct(cell.forget_fraction)}"
         if rname not in tasks:

@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pretraining override for every model (after the recipe)")
     p.add_argument("--unlearn-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--attack-set", action="append", default=[], metavar="KEY=VALUE", help="EvaluateJob key=value")
+    p.add_argument("--probe-every", type=int, default=50,
+                   help="measure the attack on the validation protocol every N pretraining epochs (0: off)")
     p.add_argument("--jobs", type=int, default=1, help="tasks run at once, each in its own process")
     p.add_argument("--in-process", action="store_true", help="run tasks in this process, one by one (tests)")
     p.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; run nothing")
@@ -100,7 +102,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     ablation_seeds=args.ablation_seeds, baseline_seeds=args.baseline_seeds,
                     forget_fractions=args.forget_fractions, pretrain_overrides=tuple(args.pretrain_set),
                     unlearn_overrides=tuple(args.unlearn_set), attack_overrides=tuple(args.attack_set),
-                    tuned_configs=tuned)
+                    tuned_configs=tuned, probe_every=args.probe_every)
 
 
 def finished_cells(results: str) -> set[str]:

@@ -10,7 +10,7 @@ import torch
 from trainables.checkpoint import save_checkpoint
 from trainables.errors import UserError
 from trainables.loops.context import LoopContext, resolve_device
-from trainables.tasks import checkpoint_meta, load_data, pretrain_task
+from trainables.tasks import checkpoint_meta, load_data, new_model, pretrain_task
 
 
 def check_out_dir(out: str | Path) -> Path:
@@ -28,17 +28,25 @@ def local_context(job) -> LoopContext:
 
 
 def run_pretrain(job, out: str | Path, *, workers: int = 0, use_gpu: bool = False,
-                 ray_options=None) -> tuple[Path, dict]:
+                 ray_options=None, epoch_hook=None) -> tuple[Path, dict]:
     """Pretrain and save a checkpoint at ``out``; returns the path and the final metrics. ``ray_options``
-    (:class:`orchestrator.ray_options.RayOptions`): storage, run name, failures... of the Ray Train path."""
+    (:class:`orchestrator.ray_options.RayOptions`): storage, run name, failures... of the Ray Train path.
+    ``epoch_hook(epoch, metrics, model)`` (in-process only) runs after every epoch, e.g. to probe the attack while
+    the model trains (it must leave the weights alone; the loop returns the model to train mode each epoch)."""
     out = check_out_dir(out)
     source, splits = load_data(job.data)  # validates the data set and splits before anything runs
     t0 = time.perf_counter()
     if workers > 0:
+        if epoch_hook is not None:
+            raise UserError("an epoch hook runs in-process only (workers=0)")
         from orchestrator.train_driver import run_pretrain_distributed  # Ray only on this path
 
         return run_pretrain_distributed(job, out, workers=workers, use_gpu=use_gpu, options=ray_options)
-    model, history, spec, _, _ = pretrain_task(job, local_context(job), source=source, splits=splits)
+    ctx = local_context(job)
+    model, spec = new_model(job, source, len(splits["member"]))
+    if epoch_hook is not None:
+        ctx.on_epoch_end = lambda epoch, metrics, _state: epoch_hook(epoch, metrics, model)
+    model, history, _, _, _ = pretrain_task(job, ctx, source=source, splits=splits, model=model)
     meta = checkpoint_meta(job, "pretrain", history, wall_time_s=time.perf_counter() - t0)
     save_checkpoint(out, model, spec=spec, meta=meta, splits=splits)
     return out, meta["metrics"]

@@ -1,0 +1,227 @@
+"""The reproduction's tables, computed from the results store (never typed by hand).
+
+Reads the rows :mod:`benchmarks.reproduce` writes (``kind=evaluate`` rows tagged by ``experiment``, with
+``before_`` = original, ``after_`` = unlearned, ``retrain_`` = retrained model; ``kind=pretrain`` / ``retrain`` rows
+for times) and returns Markdown tables: headline (paper Tables II/III), targets, every attack, ablation (IV/V),
+forget sizes (VI), supervised (VII), baselines, tuned vs default, performance. Values over seeds are
+``mean ± sample std (n)``.
+
+Example:
+    >>> frame = primary_rows(load("runs/results"))
+    >>> print(headline_table(frame))
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+MODEL_NAMES = {"moco": "MoCo", "simclr": "SimCLR", "byol": "BYOL", "supervised": "Supervised CNN"}
+MODEL_ORDER = ["moco", "simclr", "byol", "supervised"]
+TARGET_BEFORE, TARGET_GAP, TARGET_DROP = 0.75, 0.05, 0.10
+
+
+def _order(models) -> list[str]:
+    return sorted(set(models), key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
+
+
+def evaluate_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """``kind=evaluate`` rows of the reproduction with ``extra`` (parsed extra_json) and plain float columns; the
+    latest row per (cell, attack) when a cell was evaluated twice."""
+    rows = df[df["kind"] == "evaluate"].copy()
+    rows["extra"] = rows["extra_json"].map(lambda s: json.loads(s) if s else {})
+    rows = rows[rows["extra"].map(lambda e: "cell_key" in e)]
+    rows["cell_key"] = rows["extra"].map(lambda e: e["cell_key"])
+    rows["label"] = rows["extra"].map(lambda e: e.get("label"))
+    rows["primary"] = rows["extra"].map(lambda e: bool(e.get("primary")))
+    rows = rows.sort_values("created_at").drop_duplicates(["cell_key", "attack"], keep="last")
+    for col in rows.columns:
+        if col.startswith(("before_", "after_", "retrain_", "gap_", "hp_", "leakage")) or col.endswith("_time_s"):
+            if col not in ("hp_json", "hp_optimizer", "hp_form", "hp_train_term_source"):
+                rows[col] = pd.to_numeric(rows[col], errors="coerce").astype(float)
+    return rows.reset_index(drop=True)
+
+
+def primary_rows(df: pd.DataFrame) -> pd.DataFrame:
+    rows = evaluate_rows(df)
+    return rows[rows["primary"]].reset_index(drop=True)
+
+
+def ms(values, digits: int = 3) -> str:
+    """``mean ± std (n)`` of the finite values; just the value for one; ``-`` for none."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} ({len(v)})"
+
+
+def _utility_cols(model: str) -> list[tuple[str, str]]:
+    if model == "supervised":
+        return [("test_acc", "test acc")]
+    return [("knn_acc", "kNN acc"), ("linear_acc", "linear acc")]
+
+
+MIA_COLS = [("mia_accuracy", "MIA acc"), ("mia_precision", "prec"), ("mia_recall", "recall"), ("mia_auc", "AUC"),
+            ("mia_tpr_at_1fpr", "TPR@1%FPR")]
+
+
+def _table(header: list[str], lines: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return "\n".join(out)
+
+
+def headline_table(rows: pd.DataFrame, experiment: str = "main") -> str:
+    """Tables II/III (and VII with ``experiment='supervised'``): original, each method, retrained; over seeds."""
+    sub = rows[rows["experiment"] == experiment]
+    if sub.empty:
+        return "_no rows yet_"
+    models = _order(sub["model"])
+    util = _utility_cols(models[0]) if experiment == "supervised" else _utility_cols("simclr")
+    header = ["model", "weights", *[h for _, h in util], *[h for _, h in MIA_COLS], "seeds"]
+    lines = []
+    for model in models:
+        m = sub[sub["model"] == model]
+        ref = m[m["label"] == m["label"].iloc[0]]  # original / retrained: identical in every cell of a seed
+        for stage, name in (("before", "original"), *[(None, lab) for lab in sorted(m["label"].unique())],
+                            ("retrain", "retrained")):
+            part = ref if stage else m[m["label"] == name]
+            st = stage or "after"
+            cells = [ms(part[f"{st}_{k}"]) for k, _ in util] + [ms(part[f"{st}_{k}"]) for k, _ in MIA_COLS]
+            lines.append([MODEL_NAMES.get(model, model), name if stage is None else f"*{name}*", *cells,
+                          str(part["hp_seed"].nunique())])
+    return _table(header, lines)
+
+
+def _drop(row_frame: pd.DataFrame, model: str) -> pd.Series:
+    """Accuracy drop per row (original minus unlearned; the larger of kNN and linear-probe drops for encoders)."""
+    keys = [k for k, _ in _utility_cols(model)]
+    drops = [row_frame[f"before_{k}"] - row_frame[f"after_{k}"] for k in keys]
+    return pd.concat(drops, axis=1).max(axis=1)
+
+
+def targets_table(rows: pd.DataFrame) -> str:
+    """The issue's CPU-scale targets, per model type, for the default Eq. 3 cells (and tuned ones, if any)."""
+    sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"]) & rows["label"].isin(["memgp", "tuned"])]
+    if sub.empty:
+        return "_no rows yet_"
+    header = ["model", "weights", "attack before (>= 0.75)", "after", "retrained", "|after - retrained| (<= 0.05)",
+              "|after - 0.5| (<= 0.05)", "accuracy drop (<= 0.10)", "seeds", "verdict"]
+    lines = []
+    for model in _order(sub["model"]):
+        for label in ("memgp", "tuned"):
+            m = sub[(sub["model"] == model) & (sub["label"] == label)]
+            if m.empty:
+                continue
+            before, after, ret = m["before_mia_accuracy"], m["after_mia_accuracy"], m["retrain_mia_accuracy"]
+            gap, chance, drop = (after - ret).abs(), (after - 0.5).abs(), _drop(m, model)
+            checks = {"before": before.mean() >= TARGET_BEFORE, "gap": abs(after.mean() - ret.mean()) <= TARGET_GAP,
+                      "chance": abs(after.mean() - 0.5) <= TARGET_GAP, "drop": drop.mean() <= TARGET_DROP}
+            missed = [k for k, ok in checks.items() if not ok]
+
+            def mark(key: str, text: str) -> str:
+                return f"{text} {'met' if checks[key] else '**missed**'}"
+
+            lines.append([MODEL_NAMES.get(model, model), "defaults (a=1, b=1)" if label == "memgp" else "tuned",
+                          mark("before", ms(before)), ms(after), ms(ret), mark("gap", ms(gap)),
+                          mark("chance", ms(chance)), mark("drop", ms(drop)), str(m["hp_seed"].nunique()),
+                          "all met" if not missed else "missed: " + ", ".join(missed)])
+    return _table(header, lines)
+
+
+def attacks_table(all_rows: pd.DataFrame, experiment: str = "main", label: str = "memgp") -> str:
+    """Every attack's accuracy / AUC on original, unlearned, retrained (seed means) for one configuration."""
+    sub = all_rows[(all_rows["experiment"].isin([experiment, "supervised"])) & (all_rows["label"] == label)]
+    if sub.empty:
+        return "_no rows yet_"
+    header = ["model", "attack", "original acc / AUC", "unlearned acc / AUC", "retrained acc / AUC"]
+    lines = []
+    for model in _order(sub["model"]):
+        m = sub[sub["model"] == model]
+        for attack in m["attack"].unique():
+            a = m[m["attack"] == attack]
+            lines.append([MODEL_NAMES.get(model, model), attack] + [
+                f"{a[f'{s}_mia_accuracy'].mean():.3f} / {a[f'{s}_mia_auc'].mean():.3f}"
+                for s in ("before", "after", "retrain")])
+    return _table(header, lines)
+
+
+def ablation_table(rows: pd.DataFrame) -> str:
+    """Tables IV/V: each term subset, equation, L_train source and penalty output (after unlearning)."""
+    sub = rows[rows["experiment"] == "ablation"]
+    if sub.empty:
+        return "_no rows yet_"
+    abl = sub["extra"].map(lambda e: e.get("ablation", {}))
+    sub = sub.assign(eq=abl.map(lambda a: a.get("equation")), terms=abl.map(lambda a: a.get("terms")),
+                     source=abl.map(lambda a: a.get("train_term_source")), out=abl.map(lambda a: a.get("penalty_output")))
+    first = sub.iloc[0]
+    header = ["equation", "terms (a: L_train, b: GP, c: L_Norm)", "L_train on", "penalty on", "kNN acc",
+              "linear acc", "MIA acc", "AUC", "gap to retrain", "forget cos", "forget top-1", "forget loss", "seeds"]
+    lines = [["original", "", "", "", f"{first['before_knn_acc']:.3f}", f"{first['before_linear_acc']:.3f}",
+              ms(sub["before_mia_accuracy"]), ms(sub["before_mia_auc"]), "", ms(sub["before_forget_cos_mean"]),
+              ms(sub["before_forget_top1"], 4), ms(sub["before_forget_loss"]), ""]]
+    for (eq, terms, source, out), g in sub.groupby(["eq", "terms", "source", "out"], sort=True):
+        lines.append([eq, terms, source, out, ms(g["after_knn_acc"]), ms(g["after_linear_acc"]),
+                      ms(g["after_mia_accuracy"]), ms(g["after_mia_auc"]), ms(g["gap_mia_accuracy"]),
+                      ms(g["after_forget_cos_mean"]), ms(g["after_forget_top1"], 4), ms(g["after_forget_loss"]),
+                      str(g["hp_seed"].nunique())])
+    lines.append(["retrained", "", "", "", f"{first['retrain_knn_acc']:.3f}", f"{first['retrain_linear_acc']:.3f}",
+                  ms(sub["retrain_mia_accuracy"]), ms(sub["retrain_mia_auc"]), "", ms(sub["retrain_forget_cos_mean"]),
+                  ms(sub["retrain_forget_top1"], 4), ms(sub["retrain_forget_loss"]), ""])
+    return f"Model: {MODEL_NAMES.get(first['model'], first['model'])}.\n\n" + _table(header, lines)
+
+
+def forget_size_table(rows: pd.DataFrame) -> str:
+    """Table VI: the share of members forgotten; each size has its own retrained model."""
+    sub = rows[rows["experiment"] == "forget_size"]
+    if sub.empty:
+        return "_no rows yet_"
+    header = ["forgotten", "n", "MIA before", "MIA after", "MIA retrained", "kNN before", "kNN after",
+              "kNN retrained", "forget cos after / retrained", "unlearn s", "retrain s"]
+    lines = []
+    for frac, g in sub.groupby("hp_forget_fraction", sort=True):
+        lines.append([f"{frac:.0%}", str(int(g["forget_size"].iloc[0])), ms(g["before_mia_accuracy"]),
+                      ms(g["after_mia_accuracy"]), ms(g["retrain_mia_accuracy"]), ms(g["before_knn_acc"]),
+                      ms(g["after_knn_acc"]), ms(g["retrain_knn_acc"]),
+                      f"{g['after_forget_cos_mean'].mean():.3f} / {g['retrain_forget_cos_mean'].mean():.3f}",
+                      ms(g["unlearn_time_s"], 0), ms(g["retrain_time_s"], 0)])
+    return f"Model: {MODEL_NAMES.get(sub['model'].iloc[0], sub['model'].iloc[0])}.\n\n" + _table(header, lines)
+
+
+def supervised_table(rows: pd.DataFrame) -> str:
+    """Table VII layout: accuracy, MIA, member / non-member top-1 before, after, retrained."""
+    sub = rows[(rows["experiment"] == "supervised") & (rows["label"] == "memgp")]
+    if sub.empty:
+        return "_no rows yet_"
+    header = ["stage", "test acc", "forget acc", "MIA acc", "AUC", "MTop1 (forget)", "NMTop1 (non-members)"]
+    lines = [[name, ms(sub[f"{s}_test_acc"]), ms(sub[f"{s}_forget_acc"]), ms(sub[f"{s}_mia_accuracy"]),
+              ms(sub[f"{s}_mia_auc"]), ms(sub[f"{s}_forget_top1"]), ms(sub[f"{s}_nonmember_top1"])]
+             for s, name in (("before", "before unlearning"), ("after", "after unlearning (memgp)"),
+                             ("retrain", "retrained"))]
+    return _table(header, lines)
+
+
+def baselines_table(rows: pd.DataFrame) -> str:
+    """Every method on the same splits (the baselines' seeds), gap to the retrained model."""
+    sub = rows[rows["experiment"].isin(["baselines", "main", "supervised", "tuned"])]
+    seeds = set(rows[rows["experiment"] == "baselines"]["hp_seed"])
+    sub = sub[sub["hp_seed"].isin(seeds)]
+    if sub.empty:
+        return "_no rows yet_"
+    header = ["model", "method", "accuracy (kNN / test)", "MIA acc", "AUC", "gap to retrain", "unlearn s",
+              "unlearn / retrain time", "seeds"]
+    lines = []
+    for model in _order(sub["model"]):
+        m = sub[sub["model"] == model]
+        util = _utility_cols(model)[0][0]
+        for label, g in m.groupby("label", sort=True):
+            lines.append([MODEL_NAMES.get(model, model), label, ms(g[f"after_{util}"]), ms(g["after_mia_accuracy"]),
+                          ms(g["after_mia_auc"]), ms(g["gap_mia_accuracy"]), ms(g["unlearn_time_s"], 0),
+                          ms(g["unlearn_time_s"] / g["retrain_time_s"]), str(g["hp_seed"].nunique())])
+        lines.append([MODEL_NAMES.get(model, model), "*retrain (reference)*", ms(m[f"retrain_{util}"].unique()),
+                      ms(m["retrain_mia_accuracy"].unique()), ms(m["retrain_mia_auc"].unique()), "0", "", "1", ""])
+    return _table(header, lines)
