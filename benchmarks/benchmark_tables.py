@@ -27,21 +27,27 @@ def _order(models) -> list[str]:
     return sorted(set(models), key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
 
 
+def parse_extra(frame: pd.DataFrame) -> pd.Series:
+    """``extra_json`` as dicts (an object column: pandas would turn dicts into an Arrow struct that invents keys)."""
+    return pd.Series([json.loads(s) if isinstance(s, str) and s else {} for s in frame["extra_json"]],
+                     index=frame.index, dtype=object)
+
+
 def evaluate_rows(df: pd.DataFrame) -> pd.DataFrame:
     """``kind=evaluate`` rows of the reproduction with ``extra`` (parsed extra_json) and plain float columns; the
     latest row per (cell, attack) when a cell was evaluated twice."""
     rows = df[df["kind"] == "evaluate"].copy()
-    rows["extra"] = rows["extra_json"].map(lambda s: json.loads(s) if s else {})
+    rows["extra"] = parse_extra(rows)
     rows = rows[rows["extra"].map(lambda e: "cell_key" in e)]
     rows["cell_key"] = rows["extra"].map(lambda e: e["cell_key"])
     rows["label"] = rows["extra"].map(lambda e: e.get("label"))
     rows["primary"] = rows["extra"].map(lambda e: bool(e.get("primary")))
-    rows = rows.sort_values("created_at").drop_duplicates(["cell_key", "attack"], keep="last")
+    rows = rows.sort_values("created_at").drop_duplicates(["cell_key", "attack"], keep="last").copy()
     for col in rows.columns:
         if col.startswith(("before_", "after_", "retrain_", "gap_", "hp_", "leakage")) or col.endswith("_time_s"):
             if col not in ("hp_json", "hp_optimizer", "hp_form", "hp_train_term_source"):
                 rows[col] = pd.to_numeric(rows[col], errors="coerce").astype(float)
-    return rows.reset_index(drop=True)
+    return rows.reset_index(drop=True).copy()
 
 
 def primary_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +92,7 @@ def headline_table(rows: pd.DataFrame, experiment: str = "main") -> str:
     lines = []
     for model in models:
         m = sub[sub["model"] == model]
-        ref = m[m["label"] == m["label"].iloc[0]]  # original / retrained: identical in every cell of a seed
+        ref = m.drop_duplicates("hp_seed")  # original / retrained: identical in every cell of a seed
         for stage, name in (("before", "original"), *[(None, lab) for lab in sorted(m["label"].unique())],
                             ("retrain", "retrained")):
             part = ref if stage else m[m["label"] == name]
@@ -123,7 +129,7 @@ def targets_table(rows: pd.DataFrame) -> str:
                       "chance": abs(after.mean() - 0.5) <= TARGET_GAP, "drop": drop.mean() <= TARGET_DROP}
             missed = [k for k, ok in checks.items() if not ok]
 
-            def mark(key: str, text: str) -> str:
+            def mark(key: str, text: str, checks: dict = checks) -> str:
                 return f"{text} {'met' if checks[key] else '**missed**'}"
 
             lines.append([MODEL_NAMES.get(model, model), "defaults (a=1, b=1)" if label == "memgp" else "tuned",
@@ -159,19 +165,22 @@ def ablation_table(rows: pd.DataFrame) -> str:
     sub = sub.assign(eq=abl.map(lambda a: a.get("equation")), terms=abl.map(lambda a: a.get("terms")),
                      source=abl.map(lambda a: a.get("train_term_source")), out=abl.map(lambda a: a.get("penalty_output")))
     first = sub.iloc[0]
+    ref = sub.drop_duplicates("hp_seed")  # original / retrained: one value per seed
+
+    def reference(stage: str, name: str) -> list[str]:
+        return [name, "", "", "", ms(ref[f"{stage}_knn_acc"]), ms(ref[f"{stage}_linear_acc"]),
+                ms(ref[f"{stage}_mia_accuracy"]), ms(ref[f"{stage}_mia_auc"]), "", ms(ref[f"{stage}_forget_cos_mean"]),
+                ms(ref[f"{stage}_forget_top1"], 4), ms(ref[f"{stage}_forget_loss"]), str(len(ref))]
+
     header = ["equation", "terms (a: L_train, b: GP, c: L_Norm)", "L_train on", "penalty on", "kNN acc",
               "linear acc", "MIA acc", "AUC", "gap to retrain", "forget cos", "forget top-1", "forget loss", "seeds"]
-    lines = [["original", "", "", "", f"{first['before_knn_acc']:.3f}", f"{first['before_linear_acc']:.3f}",
-              ms(sub["before_mia_accuracy"]), ms(sub["before_mia_auc"]), "", ms(sub["before_forget_cos_mean"]),
-              ms(sub["before_forget_top1"], 4), ms(sub["before_forget_loss"]), ""]]
+    lines = [reference("before", "original")]
     for (eq, terms, source, out), g in sub.groupby(["eq", "terms", "source", "out"], sort=True):
         lines.append([eq, terms, source, out, ms(g["after_knn_acc"]), ms(g["after_linear_acc"]),
                       ms(g["after_mia_accuracy"]), ms(g["after_mia_auc"]), ms(g["gap_mia_accuracy"]),
                       ms(g["after_forget_cos_mean"]), ms(g["after_forget_top1"], 4), ms(g["after_forget_loss"]),
                       str(g["hp_seed"].nunique())])
-    lines.append(["retrained", "", "", "", f"{first['retrain_knn_acc']:.3f}", f"{first['retrain_linear_acc']:.3f}",
-                  ms(sub["retrain_mia_accuracy"]), ms(sub["retrain_mia_auc"]), "", ms(sub["retrain_forget_cos_mean"]),
-                  ms(sub["retrain_forget_top1"], 4), ms(sub["retrain_forget_loss"]), ""])
+    lines.append(reference("retrain", "retrained"))
     return f"Model: {MODEL_NAMES.get(first['model'], first['model'])}.\n\n" + _table(header, lines)
 
 
@@ -224,4 +233,85 @@ def baselines_table(rows: pd.DataFrame) -> str:
                           ms(g["unlearn_time_s"] / g["retrain_time_s"]), str(g["hp_seed"].nunique())])
         lines.append([MODEL_NAMES.get(model, model), "*retrain (reference)*", ms(m[f"retrain_{util}"].unique()),
                       ms(m["retrain_mia_accuracy"].unique()), ms(m["retrain_mia_auc"].unique()), "0", "", "1", ""])
+    return _table(header, lines)
+
+
+def tuned_table(rows: pd.DataFrame) -> str:
+    """The configuration ``unlearn tune`` found (validation protocol) beside the paper's defaults, same seeds."""
+    tuned = rows[rows["experiment"] == "tuned"]
+    if tuned.empty:
+        return "_no rows yet_"
+    header = ["model", "weights", "a", "b", "lr", "epochs", "accuracy after", "MIA acc after", "retrained MIA",
+              "gap to retrain", "seeds"]
+    lines = []
+    for model in _order(tuned["model"]):
+        seeds = set(tuned[tuned["model"] == model]["hp_seed"])
+        for label, g in rows[(rows["model"] == model) & rows["hp_seed"].isin(seeds)
+                             & rows["label"].isin(["memgp", "tuned"])
+                             & rows["experiment"].isin(["main", "supervised", "tuned"])].groupby("label"):
+            util = _utility_cols(model)[0][0]
+            lines.append([MODEL_NAMES.get(model, model), label, ms(g["hp_a"].unique()), ms(g["hp_b"].unique(), 4),
+                          ms(g["hp_lr"].unique(), 5), ms(g["hp_epochs"].unique(), 0), ms(g[f"after_{util}"]),
+                          ms(g["after_mia_accuracy"]), ms(g["retrain_mia_accuracy"]), ms(g["gap_mia_accuracy"]),
+                          str(g["hp_seed"].nunique())])
+    return _table(header, lines)
+
+
+def _extra_values(frame: pd.DataFrame, *keys: str) -> list[float]:
+    out = []
+    for extra in frame["extra"]:
+        value = extra
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            out.append(float(value))
+    return out
+
+
+def performance_table(df: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """Wall times and ratios from the same runs: pretraining, retraining, Eq. 3 unlearning; GP step / plain step;
+    audit time per model; peak resident memory of each kind of task."""
+    sub = rows[rows["experiment"].isin(["main", "supervised"]) & (rows["label"] == "memgp")]
+    if sub.empty:
+        return "_no rows yet_"
+    runs = df[df["kind"].isin(["pretrain", "retrain"])].copy()
+    runs["extra"] = parse_extra(runs)
+    runs["wall"] = pd.to_numeric(runs["wall_time_s"], errors="coerce").astype(float)
+    header = ["model", "pretrain s", "retrain s", "unlearn s (Eq. 3)", "unlearn / retrain", "GP step / plain step",
+              "audit s per model", "peak MB pretrain / retrain / cell"]
+    lines = []
+    for model in _order(sub["model"]):
+        m = sub[sub["model"] == model]
+        pre = runs[(runs["kind"] == "pretrain") & (runs["model"] == model)]
+        ret = runs[(runs["kind"] == "retrain") & (runs["model"] == model)
+                   & (runs["extra"].map(lambda e: e.get("forget_fraction")) == 0.2)]
+        steps = [e["step_times"] for e in m["extra"] if "step_times" in e]
+        ratio = "-"
+        if steps:
+            r = [s["gp_step_s"] / s["plain_step_s"] for s in steps]
+            only = [s["gp_only_step_s"] / s["plain_step_s"] for s in steps]
+            ratio = f"{ms(r, 2)} (penalty only {ms(only, 2)})"
+        peaks = [ms(_extra_values(f, "peak_rss_mb"), 0) for f in (pre, ret, m)]
+        lines.append([MODEL_NAMES.get(model, model), ms(pre["wall"], 0), ms(m["retrain_time_s"], 0),
+                      ms(m["unlearn_time_s"], 0), ms(m["unlearn_time_s"] / m["retrain_time_s"]), ratio,
+                      ms(_extra_values(m, "eval_time_s_per_model", "unlearned"), 0), " / ".join(peaks)])
+    return _table(header, lines)
+
+
+def probes_table(df: pd.DataFrame) -> str:
+    """The overfit recipe's calibration: validation-protocol attack accuracy / AUC during each pretraining."""
+    pre = df[df["kind"] == "pretrain"].copy()
+    pre["extra"] = parse_extra(pre)
+    pre = pre[pre["extra"].map(lambda e: bool(e.get("validation_probes")))]
+    if pre.empty:
+        return "_no rows yet_"
+    epochs = sorted({int(k) for e in pre["extra"] for k in e["validation_probes"]})
+    header = ["model", "seed", "lr", "epochs", *[f"epoch {e}: acc / AUC" for e in epochs], "wall s"]
+    lines = []
+    for _, r in pre.sort_values(["model", "hp_seed"]).iterrows():
+        probes = r["extra"]["validation_probes"]
+        cells = [f"{probes[str(e)]['val_attack_acc']:.3f} / {probes[str(e)]['val_attack_auc']:.3f}"
+                 if str(e) in probes else "" for e in epochs]
+        lines.append([MODEL_NAMES.get(r["model"], r["model"]), str(int(r["hp_seed"])), f"{float(r['hp_lr']):g}",
+                      str(int(r["hp_epochs"])), *cells, f"{float(r['wall_time_s']):.0f}"])
     return _table(header, lines)

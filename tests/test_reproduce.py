@@ -1,0 +1,70 @@
+"""benchmarks/reproduce.py on digits at unit size: cells run through the Python APIs, rows carry the conventions the
+report needs, a re-run skips finished cells, the Markdown tables are generated from the store, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import make_benchmarks_md, reproduce
+from orchestrator.results import load
+
+TINY = ["--data", "digits", "--members", "100", "--seeds", "0", "--probe-every", "1",
+        "--set", "data.image_size=16", "--set", "model.width=8", "--set", "model.proj_dim=32",
+        "--set", "optim.epochs=2", "--set", "optim.batch_size=32", "--unlearn-set", "epochs=1",
+        "--unlearn-set", "batch_size=32", "--attack-set", "attack.n_views=4", "--attack-set", "attack.bootstrap=20",
+        "--in-process"]
+
+
+@pytest.mark.slow
+def test_one_headline_model_end_to_end_and_resume(tmp_path, capsys):
+    args = TINY + ["--work", str(tmp_path / "w"), "--tables", "main", "--models", "simclr"]
+    assert reproduce.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 cells, 0 already" in out and "done  main/simclr/s0/memgp: attack" in out
+
+    df = load(str(tmp_path / "w" / "results"))
+    assert sorted(df["kind"].value_counts().items()) == [("evaluate", 8), ("pretrain", 1), ("retrain", 1)]
+    ev = df[df["kind"] == "evaluate"]
+    assert set(ev["experiment"]) == {"main"} and set(ev["hp_seed"]) == {0.0}
+    assert set(ev["method"]) == {"memgp", "gp"} and set(ev["model"]) == {"simclr"}
+    extra = [json.loads(x) for x in ev["extra_json"]]
+    assert {e["cell"] for e in extra} == {"main/simclr/s0/memgp", "main/simclr/s0/gp"}
+    assert sum(e["primary"] for e in extra) == 2  # one primary row (encodermi_vector) per cell
+    assert all(e["peak_rss_mb"] > 50 for e in extra)
+    # the original and retrained models are audited once and reused by the second cell
+    assert {e["cell"]: len(e["evaluated_roles"]) for e in extra} == {"main/simclr/s0/memgp": 3, "main/simclr/s0/gp": 1}
+    assert "step_times" in next(e for e in extra if e["cell"].endswith("memgp"))
+    row = ev[ev["attack"] == "encodermi_vector"].iloc[0]
+    for col in ("before_mia_accuracy", "after_mia_accuracy", "retrain_mia_accuracy", "before_knn_acc",
+                "unlearn_time_s", "retrain_time_s", "eval_time_s"):
+        assert row[col] == row[col], col  # not null
+    pre = json.loads(df[df["kind"] == "pretrain"]["extra_json"].iloc[0])
+    assert set(pre["validation_probes"]) == {"1", "2"}  # the validation-protocol attack per epoch
+
+    assert reproduce.main(args) == 0  # resume: nothing left to do
+    assert "2 cells, 2 already" in capsys.readouterr().out
+    assert len(load(str(tmp_path / "w" / "results"))) == len(df)
+
+    md = tmp_path / "BENCHMARKS.md"
+    assert make_benchmarks_md.main(["--results", str(tmp_path / "w" / "results"), "--out", str(md)]) == 0
+    text = md.read_text()
+    assert "| SimCLR | memgp |" in text and "| SimCLR | *retrained* |" in text
+    assert "**missed**" in text  # a 2-epoch model cannot reach the 0.75 attack target
+    md.write_text(text.replace("## headline", "## headline\n\nprose kept"))
+    make_benchmarks_md.main(["--results", str(tmp_path / "w" / "results"), "--out", str(md)])
+    assert "prose kept" in md.read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--members", "5"], "--members must be at least 10"),
+    (["--tables", "main,tabel9"], "unknown table"),
+    (["--forget-fractions", "0.2,1.5"], "--forget-fractions must lie in (0, 1)"),
+    (["--unlearn-set", "nosuchkey=1"], "nosuchkey"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
+    work = tmp_path / "w"
+    assert reproduce.main(TINY + ["--work", str(work)] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not work.exists()
