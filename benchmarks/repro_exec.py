@@ -56,6 +56,13 @@ def forget_ids_for(pretrain_dir: str | Path, fraction: float) -> np.ndarray:
     return splits["forget"]
 
 
+def ray_options(task: dict[str, Any]):
+    """The run's Ray Train options (``--workers N --gpu --address ... --storage ...``); workers 0: in-process."""
+    from orchestrator.ray_options import RayOptions
+
+    return RayOptions(**task.get("ray", {}))
+
+
 def _row_basics(meta: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": meta.get("dataset"), "model": meta.get("method"), "backbone": meta.get("backbone")}
 
@@ -80,7 +87,9 @@ def _pretrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
                 probes[epoch + 1] = validation_attack(model, source, splits, job)
                 print(f"probe after epoch {epoch + 1}: validation-protocol attack {probes[epoch + 1]}", flush=True)
 
-    out, _ = run_pretrain(job, task["out"], epoch_hook=hook)
+    ray = ray_options(task)
+    out, _ = run_pretrain(job, task["out"], workers=ray.workers, use_gpu=ray.use_gpu, ray_options=ray,
+                          epoch_hook=hook if ray.workers == 0 else None)
     meta = read_meta(out)
     final = meta["metrics"]
     row = make_row(kind="pretrain", **_row_basics(meta), method="none", experiment="pretrain",
@@ -116,8 +125,10 @@ def _retrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
     p = task["payload"]
     forget = forget_ids_for(p["pretrain"], p["forget_fraction"])
     job = UnlearnJob(method="retrain", monitor=False,
-                     runtime={"seed": p["seed"], "num_threads": 1, "device": "cpu", "progress": True})
-    out, _ = run_retrain(p["pretrain"], task["out"], forget, job=job)
+                     runtime={"seed": p["seed"], "num_threads": 1, "device": p.get("device", "cpu"), "progress": True})
+    ray = ray_options(task)
+    out, _ = run_retrain(p["pretrain"], task["out"], forget, job=job, workers=ray.workers, use_gpu=ray.use_gpu,
+                         ray_options=ray)
     meta = read_meta(out)
     row = make_row(kind="retrain", **_row_basics(meta), method="retrain", experiment="retrain",
                    forget_size=len(forget), checkpoint_uri=str(Path(out).resolve()), parent_uri=p["pretrain"],
@@ -171,7 +182,9 @@ def _cell(task: dict[str, Any], cache: Path) -> tuple[dict[str, Any], list[dict]
     p = task["payload"]
     forget = forget_ids_for(p["pretrain"], p["forget_fraction"])
     if not is_checkpoint(task["out"]):
-        run_forget(UnlearnJob.model_validate(p["unlearn"]), p["pretrain"], task["out"], forget)
+        ray = ray_options(task)
+        run_forget(UnlearnJob.model_validate(p["unlearn"]), p["pretrain"], task["out"], forget, workers=ray.workers,
+                   use_gpu=ray.use_gpu, ray_options=ray)
     ejob = EvaluateJob.model_validate(p["evaluate"])
     paths = {"unlearned": task["out"], "original": p["pretrain"], "retrained": p["retrain"]}
     files = _cached_reports(cache, paths, forget, p["evaluate"])

@@ -74,6 +74,11 @@ class Settings:
     attack_overrides: tuple[str, ...] = ()  # --attack-set for the evaluation
     tuned_configs: dict[str, str] = field(default_factory=dict)  # model -> best-config YAML (unlearn tune)
     probe_every: int = 50  # validation-protocol attack every N pretraining epochs (0: never); not in the keys
+    gpu: bool = False  # train on GPUs (runtime.device=cuda; the audit runs where the driver is, device auto)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpu else "cpu"
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def pretrain_overrides(settings: Settings, model: str, seed: int) -> list[str]:
     data = [f"data.dataset={settings.data}", f"data.num_members={settings.members}",
             f"data.num_nonmembers={settings.nonmembers or settings.members}",
             f"data.forget_fraction={PAPER_FORGET_FRACTION}", f"data.split_seed={seed}"]
-    runtime = [f"method={model}", f"runtime.seed={seed}", "runtime.num_threads=1", "runtime.device=cpu",
+    runtime = [f"method={model}", f"runtime.seed={seed}", "runtime.num_threads=1", f"runtime.device={settings.device}",
                "eval.knn_every=0", "eval.linear_probe=false"]  # utility is measured by the audit instead
     return data + runtime + RECIPES[model] + list(settings.pretrain_overrides)
 

@@ -56,7 +56,8 @@ def unlearn_job(cell: Cell, settings: Settings):
     keys = dict(cell.unlearn)
     config_file = keys.pop("config_file", None)
     sets = [f"{k}={v}" for k, v in keys.items()]
-    sets += [f"runtime.seed={cell.seed}", "runtime.num_threads=1", "runtime.device=cpu", "monitor=false"]
+    sets += [f"runtime.seed={cell.seed}", "runtime.num_threads=1", f"runtime.device={settings.device}",
+             "monitor=false"]
     return load_job(UnlearnJob, config_file=config_file, overrides=sets + list(settings.unlearn_overrides))
 
 
@@ -67,7 +68,8 @@ def evaluate_job(model: str, settings: Settings):
 
     primary = PRIMARY_ATTACK.get(model, DEFAULT_PRIMARY)
     attacks = [primary] + [a for a in ATTACKS if a != primary]
-    sets = [f"attack.attacks={attacks}", "runtime.num_threads=1", "runtime.device=cpu", "plots=false"]
+    sets = [f"attack.attacks={attacks}", "runtime.num_threads=1",
+            f"runtime.device={'auto' if settings.gpu else 'cpu'}", "plots=false"]
     return load_job(EvaluateJob, overrides=sets + list(settings.attack_overrides))
 
 
@@ -92,7 +94,7 @@ def build_tasks(cells: list[Cell], settings: Settings, work: Path) -> list[Task]
         if rname not in tasks:
             tasks[rname] = Task("retrain", rname, rkey, str(work / "retrain" / f"{cell.model}-s{cell.seed}-f"
                                                         f"{_pct(cell.forget_fraction)}-{rkey[:10]}"),
-                                deps=[pname], payload={"pretrain": tasks[pname].out, "seed": cell.seed,
+                                deps=[pname], payload={"pretrain": tasks[pname].out, "seed": cell.seed, "device": settings.device,
                                                        "forget_fraction": cell.forget_fraction})
         ujob = unlearn_job(cell, settings).model_dump(mode="json")
         ejob = evaluate_job(cell.model, settings).model_dump(mode="json")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.repro_exec import is_checkpoint, run_task  # noqa: E402
 from benchmarks.repro_plan import ENCODERS, FORGET_FRACTIONS, TABLES, Settings, build_plan  # noqa: E402
 from benchmarks.repro_tasks import Task, build_tasks  # noqa: E402
+from orchestrator.ray_options import add_ray_args, ray_options_from_args  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
 
@@ -78,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="tasks run at once, each in its own process")
     p.add_argument("--in-process", action="store_true", help="run tasks in this process, one by one (tests)")
     p.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; run nothing")
+    add_ray_args(p)
     return p.parse_args(argv)
 
 
@@ -102,7 +104,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     ablation_seeds=args.ablation_seeds, baseline_seeds=args.baseline_seeds,
                     forget_fractions=args.forget_fractions, pretrain_overrides=tuple(args.pretrain_set),
                     unlearn_overrides=tuple(args.unlearn_set), attack_overrides=tuple(args.attack_set),
-                    tuned_configs=tuned, probe_every=args.probe_every)
+                    tuned_configs=tuned, probe_every=args.probe_every if args.workers == 0 else 0, gpu=args.gpu)
 
 
 def finished_cells(results: str) -> set[str]:
@@ -134,9 +136,12 @@ def describe(summary: dict) -> str:
     return f"{summary.get('wall_time_s', summary['task_s']):.0f}s"
 
 
-def run_all(tasks: list[Task], *, results: str, work: Path, jobs: int, in_process: bool) -> int:
-    """Run tasks respecting dependencies, at most ``jobs`` at once, in list order among the runnable ones."""
+def run_all(tasks: list[Task], *, results: str, work: Path, jobs: int, in_process: bool,
+            ray: dict | None = None) -> int:
+    """Run tasks respecting dependencies, at most ``jobs`` at once, in list order among the runnable ones. ``ray``:
+    :class:`~orchestrator.ray_options.RayOptions` fields for the training steps (empty: in-process loops)."""
     todo = {t.name: t for t in tasks}
+    record = {name: {**t.as_dict(), "ray": ray or {}} for name, t in todo.items()}
     names = [t.name for t in tasks]
     done: set[str] = set()
     failed: set[str] = set()
@@ -160,7 +165,7 @@ def run_all(tasks: list[Task], *, results: str, work: Path, jobs: int, in_proces
                 continue
             line(f"start {name}")
             try:
-                summary = run_task(todo[name].as_dict(), results=results, work=str(work))
+                summary = run_task(record[name], results=results, work=str(work))
             except Exception as exc:  # noqa: BLE001 - report, keep going with independent tasks
                 failed.add(name)
                 line(f"FAILED {name}: {type(exc).__name__}: {exc}")
@@ -179,7 +184,7 @@ def run_all(tasks: list[Task], *, results: str, work: Path, jobs: int, in_proces
                     break
                 if name in running.values():
                     continue
-                running[pool.submit(run_task, todo[name].as_dict(), results=results, work=str(work),
+                running[pool.submit(run_task, record[name], results=results, work=str(work),
                                     log_dir=logs)] = name
                 line(f"start {name} (log: {logs}/{name.replace('/', '_')}.log)")
             if not running:
@@ -210,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         settings = settings_from(args)
+        ray = ray_options_from_args(args)
+        if args.run_name:
+            raise UserError("--run-name names one run; the reproduction derives one per task (resumable)")
         work = Path(args.work).resolve()
         results = args.results or str(work / "results")
         from orchestrator.results import filesystem
@@ -229,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'todo' if t in pending else 'done'}  {t.name:<45} {t.out}")
         return 0
     work.mkdir(parents=True, exist_ok=True)
-    return run_all(pending, results=results, work=work, jobs=args.jobs, in_process=args.in_process)
+    from dataclasses import asdict
+
+    return run_all(pending, results=results, work=work, jobs=args.jobs, in_process=args.in_process,
+                   ray={k: v for k, v in asdict(ray).items() if k != "inject_fault"})
 
 
 if __name__ == "__main__":
