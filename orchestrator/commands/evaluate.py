@@ -1,0 +1,127 @@
+"""`unlearn evaluate`: membership-inference audit of a checkpoint against the original and retrained models.
+
+Prints the table, writes ``report.txt``, ``metrics.json``, ``signals.parquet`` (per-sample signals) and the PNGs
+into ``--out`` (created atomically: nothing is left behind on an error), and appends one results row per attack to
+the results store (``--results``, default ``OUT/results``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+from orchestrator.cli import add_config_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="membership-inference audit + utility of a checkpoint (tables, Parquet rows, plots)",
+        description="Attack the forget set of CHECKPOINT (EncoderMI threshold/vector, confidence and combined "
+                    "attacks; bootstrap 95%% intervals) and, with the same protocol, the original and retrained "
+                    "models; report the gap to retrain, utility and per-sample signals. A pretrained checkpoint is "
+                    "audited on its 'forget' split of members. See docs/evaluation.md.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory to evaluate")
+    p.add_argument("--original", help="the model before unlearning (default: none)")
+    p.add_argument("--retrained", help="the model retrained without the forget set (the reference)")
+    p.add_argument("--out", required=True, help="output directory to create (must not exist or be empty)")
+    p.add_argument("--results", help="results store path or URI (default: OUT/results)")
+    p.add_argument("--threat-model", choices=["auditor", "shadow"], help="default: auditor")
+    p.add_argument("--shadow", help="a shadow checkpoint to reuse (threat model shadow); else one is trained")
+    p.add_argument("--n-views", type=int, help="augmented views per image (default 10)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 1000)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orchestrator.config import load_job
+    from orchestrator.jobs import check_out_dir
+    from trainables.attacks.config import EvaluateJob
+    from trainables.eval.report import evaluate_checkpoints, format_table
+
+    job = load_job(EvaluateJob, config_file=args.config, preset=None, overrides=args.overrides,
+                   cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
+                               "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
+    if args.preset:
+        from trainables.errors import UserError
+
+        raise UserError("evaluate takes no --preset (presets are pretraining recipes); use --config or --set")
+    out = check_out_dir(args.out)
+    for flag in ("checkpoint", "original", "retrained", "shadow"):
+        path = getattr(args, flag)
+        if path and not Path(path).exists():
+            from trainables.errors import UserError
+
+            raise UserError(f"--{flag} {path} does not exist")
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        log = _logger()
+        ev = evaluate_checkpoints({"checkpoint": args.checkpoint, "original": args.original,
+                                   "retrained": args.retrained}, job, shadow=args.shadow,
+                                  shadow_out=(tmp / "shadow") if job.attack.threat_model == "shadow" and not args.shadow
+                                  else None, log=log)
+        table = format_table(ev)
+        (tmp / "report.txt").write_text(table + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics_json(ev), indent=2, sort_keys=True))
+        write_signals(ev, tmp / "signals.parquet")
+        plots = []
+        if job.plots:
+            from trainables.eval.plots import write_all
+
+            log("writing plots")
+            main = ev.checkpoints[ev.main_role]
+            plots = write_all(ev.reports, tmp, history=main.meta.get("history") if ev.main_role != "original" else
+                              None, tsne_samples=job.tsne_samples, seed=job.attack.seed)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    from orchestrator.evaluation_rows import evaluation_rows
+    from orchestrator.results import append
+
+    results = args.results or str(out / "results")
+    append(results, evaluation_rows(ev, out))
+    print(table)
+    print(f"\nwrote {out}/report.txt, metrics.json, signals.parquet"
+          + (", " + ", ".join(p.name for p in plots) if plots else ""))
+    print(f"results rows: {len(ev.job.attack.attacks)} appended to {results}")
+    return 0
+
+
+def _logger():
+    import sys
+
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+
+
+def metrics_json(ev) -> dict:
+    from trainables.eval.forgetting import flat_metrics
+
+    return {role: flat_metrics(rep, ev.primary) for role, rep in ev.reports.items()}
+
+
+def write_signals(ev, path: Path) -> None:
+    """Per-sample signals of every model: role, sample_id, member, cos_mean, top1, top3, loss, entropy, scores."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frames = []
+    for role, rep in ev.reports.items():
+        sig, sets = rep.signals, rep.sets
+        frame = pd.DataFrame({"role": role, "sample_id": sig.sample_ids, "member": sets.score_labels.astype(bool),
+                              "label": sig.labels, "cos_mean": sig.cos_mean, "top1": sig.top1,
+                              "top3": sig.top3[:, 2], "entropy": sig.entropy, "mentropy": sig.mentropy,
+                              "loss": sig.loss})
+        for name, res in rep.attacks.items():
+            assert np.array_equal(res.sample_ids, sig.sample_ids)
+            frame[f"score_{name}"] = res.score
+        frames.append(frame)
+    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+    pq.write_table(table, path)

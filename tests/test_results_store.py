@@ -1,0 +1,96 @@
+"""The Parquet results store: exact schema round trip, concurrent appends lose nothing, extras never break it."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from orchestrator import results
+from trainables.errors import UserError
+
+
+def _row(i: int, kind: str = "unlearn", **extra):
+    extra.setdefault("trial_id", f"t{i}")
+    return results.make_row(
+        kind=kind, dataset="digits", model="simclr", backbone="small_cnn", method="gp", forget_size=10 + i,
+        hyperparameters={"unlearn": {"a": 1.0, "b": float(i), "penalty": "wgan", "new_knob": [1, 2]},
+                                           "optim": {"lr": 1e-3}},
+        metrics={"before": {"mia_accuracy": 0.7, "mia_accuracy_lo": 0.65, "mia_accuracy_hi": 0.75},
+                 "after": {"mia_accuracy": 0.5 + i / 1000, "brand_new_metric": 3.0}}, **extra)
+
+
+def test_round_trip_gives_the_schema_exactly(tmp_path):
+    results.append(str(tmp_path), [_row(0), _row(1, kind="evaluate", attack="encodermi_vector")])
+    df = results.load(str(tmp_path))
+    assert list(df.columns) == results.SCHEMA.names
+    for field in results.SCHEMA:
+        assert isinstance(df[field.name].dtype, pd.ArrowDtype), field.name
+        assert df[field.name].dtype.pyarrow_dtype == field.type, field.name
+    back = pa.Table.from_pandas(df, schema=results.SCHEMA, preserve_index=False)
+    assert back.schema.equals(results.SCHEMA)
+    assert df["dataset"].dtype == pd.ArrowDtype(pa.string())  # pandas 3 strings stay Arrow strings
+    row = df.set_index("trial_id").loc["t1"]
+    assert row["kind"] == "evaluate" and row["schema_version"] == results.SCHEMA_VERSION
+    assert row["hp_a"] == 1.0 and row["hp_b"] == 1.0 and row["hp_lr"] == 1e-3 and row["hp_penalty"] == "wgan"
+    assert row["before_mia_accuracy_lo"] == 0.65 and row["after_mia_accuracy"] == pytest.approx(0.501)
+    assert pd.isna(row["retrain_mia_accuracy"])  # missing is null, not 0
+    # unknown hyperparameters and metrics land in the JSON columns, by their full key
+    assert json.loads(row["hp_json"])["unlearn.new_knob"] == [1, 2]
+    assert json.loads(row["metrics_json"])["after"]["brand_new_metric"] == 3.0
+    assert row["git_sha"] and "torch" in json.loads(row["packages_json"])
+
+
+def test_layout_is_partitioned_and_kind_filter_works(tmp_path):
+    results.append(str(tmp_path), [_row(0), _row(1, kind="evaluate")])
+    assert len(list(tmp_path.glob("kind=unlearn/date=*/part-*.parquet"))) == 1
+    assert len(list(tmp_path.glob("kind=evaluate/date=*/part-*.parquet"))) == 1
+    assert list(results.load(str(tmp_path), kinds=["evaluate"])["kind"]) == ["evaluate"]
+    assert results.load(str(tmp_path / "absent")).shape == (0, len(results.SCHEMA))
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    for i in range(n):
+        results.append(path, [_row(worker * 1000 + i, trial_id=f"w{worker}-{i}")])
+
+
+def test_two_processes_appending_concurrently_lose_no_row(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 25)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    df = results.load(str(tmp_path))
+    assert len(df) == 50
+    assert set(df["trial_id"]) == {f"w{w}-{i}" for w in range(2) for i in range(25)}
+    assert df["row_id"].nunique() == 50
+    assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left behind
+
+
+def test_bad_rows_are_user_errors_and_write_nothing(tmp_path):
+    with pytest.raises(UserError, match="kind"):
+        results.append(str(tmp_path), [{"kind": "party"}])
+    with pytest.raises(UserError, match="unknown result columns"):
+        results.append(str(tmp_path), [{"kind": "evaluate", "colour": "red"}])
+    with pytest.raises(UserError, match="does not fit"):
+        results.append(str(tmp_path), [{"kind": "evaluate", "forget_size": "many"}])
+    with pytest.raises(UserError, match="stage"):
+        results.make_row(kind="evaluate", metrics={"during": {"x": 1}})
+    assert not any(tmp_path.iterdir())
+
+
+def test_older_files_with_fewer_columns_read_as_nulls(tmp_path):
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "kind=pretrain" / "date=2020-01-01"
+    folder.mkdir(parents=True)
+    old = pa.table({"schema_version": pa.array([0], pa.int32()), "kind": ["pretrain"], "dataset": ["digits"]})
+    pq.write_table(old, folder / "part-old.parquet")
+    df = results.load(str(tmp_path))
+    assert len(df) == 1 and df.loc[0, "dataset"] == "digits" and pd.isna(df.loc[0, "after_mia_auc"])
+    assert list(df.columns) == results.SCHEMA.names

@@ -1,0 +1,53 @@
+"""Configuration of the membership-inference evaluation (``unlearn evaluate``, :func:`evaluate_forgetting`).
+
+Example:
+    >>> cfg = AttackConfig(n_views=10, augment_strength=None)   # None: the model's own pretraining strength
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from trainables.config import EvalConfig, RuntimeConfig, StrictModel
+
+ATTACKS: tuple[str, ...] = ("encodermi_vector", "encodermi_threshold", "confidence", "combined")
+
+
+class AttackConfig(StrictModel):
+    """How the attacks query a model and how their numbers are summarised."""
+
+    attacks: list[Literal["encodermi_vector", "encodermi_threshold", "confidence", "combined"]] = Field(
+        default_factory=lambda: list(ATTACKS), description="attacks to run; the first listed is the primary one")
+    threat_model: Literal["auditor", "shadow"] = Field(
+        "auditor", description="auditor: fit on the target's retain vs non-members; shadow: fit on a shadow model")
+    n_views: int = Field(10, ge=2, le=64, description="augmented views per image (EncoderMI; n(n-1)/2 similarities)")
+    augment_strength: float | None = Field(
+        None, ge=0, le=1, description="strength of the query views; None: the model's own pretraining strength")
+    output: Literal["head", "embed", "features"] = Field(
+        "head", description="queried output. head: projection of encoders (measured: it leaks where backbone "
+                            "features barely do) / logits of classifiers; embed: the model's own embed_output")
+    center: bool = Field(False, description="subtract the mean output of the nonmember_ref bank before cosines")
+    hflip: float | None = Field(None, ge=0, le=1, description="flip probability of the views; None: the model's")
+    classifier: Literal["logreg", "mlp"] = Field("logreg", description="attack model for the vector features")
+    softmax_temperature: float = Field(
+        1.0, gt=0, description="encoders: confidence = softmax(encoder output / T) over the output dimensions")
+    loss_temperature: float | None = Field(
+        None, gt=0, description="encoders: per-sample NT-Xent temperature; None: the model's own temperature")
+    loss_negatives: int = Field(256, ge=0, description="encoders: fixed negative bank (nonmember_ref); 0: 1 - cosine")
+    max_fit: int | None = Field(None, ge=2, description="cap on attack fitting samples per class (speed)")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0: none)")
+    batch_size: int = Field(256, ge=1)
+    seed: int = 0
+
+
+class EvaluateJob(StrictModel):
+    """``unlearn evaluate``: attack settings, utility settings, runtime."""
+
+    attack: AttackConfig = AttackConfig()
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    utility: bool = Field(True, description="kNN / linear probe (encoders) or RA/UA/TA (classifiers)")
+    plots: bool = True
+    tsne_samples: int = Field(250, ge=10, description="members and non-members each in the t-SNE plot")
