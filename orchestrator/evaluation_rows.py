@@ -33,14 +33,20 @@ def stage_metrics(report, attack: str) -> dict[str, float]:
 
 def unlearning_method(meta: dict[str, Any]) -> str:
     """Best effort: the unlearning method recorded by the unlearn / retrain job, else the checkpoint kind."""
-    config = meta.get("config") or {}
-    for key in ("unlearn_method", "unlearning_method"):
-        if meta.get(key):
-            return str(meta[key])
-    for section in ("unlearn", "unlearning"):
-        if isinstance(config.get(section), dict) and config[section].get("method"):
-            return str(config[section]["method"])
+    for section in ("unlearning", "unlearn"):  # the unlearning job, as the forget / retrain commands record it
+        if isinstance(meta.get(section), dict) and meta[section].get("method"):
+            return str(meta[section]["method"])
     return {"retrain": "retrain", "pretrain": "none"}.get(meta.get("kind", ""), str(meta.get("kind", "unknown")))
+
+
+def run_hyperparameters(meta: dict[str, Any], attack: dict[str, Any]) -> dict[str, Any]:
+    """Unlearning job first (its lr / epochs fill hp_lr / hp_epochs), then the pretraining config, then the attack;
+    id lists are left out (they are the forget set, not hyperparameters)."""
+    unlearning = {k: v for k, v in (meta.get("unlearning") or {}).items() if not k.endswith("_ids")}
+    out: dict[str, Any] = {"unlearning": unlearning} if unlearning else {}
+    out.update(meta.get("config") or {})
+    out["attack"] = attack
+    return out
 
 
 def evaluation_rows(ev, out: Path) -> list[dict[str, Any]]:
@@ -67,7 +73,7 @@ def evaluation_rows(ev, out: Path) -> list[dict[str, Any]]:
             retrained_uri=uri("retrained"), eval_time_s=ev.wall_time_s,
             wall_time_s=float(meta["wall_time_s"]) if isinstance(meta.get("wall_time_s"), (int, float)) else None,
             batch_id=meta.get("batch_id"), experiment=str(out),
-            hyperparameters={**(meta.get("config") or {}), "attack": ev.job.attack.model_dump(mode="json")},
+            hyperparameters=run_hyperparameters(meta, ev.job.attack.model_dump(mode="json")),
             metrics=metrics, extra={"verdict": verdict(*acc), "primary": attack == ev.primary,
                                     "role": ev.main_role, "pretrain_config": ev.pretrain_config},
             **gaps,

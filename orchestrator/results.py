@@ -48,7 +48,7 @@ STAGES = ("before", "after", "retrain")
 # Hyperparameters with a typed column; everything else lives in hp_json (which also holds these).
 HP_FLOAT = ("lr", "epochs", "batch_size", "weight_decay", "augment_strength", "width", "temperature", "a", "b", "c",
             "n_views", "forget_fraction", "seed")
-HP_STRING = ("optimizer", "penalty")
+HP_STRING = ("optimizer", "form", "train_term_source")
 
 _CORE: list[tuple[str, pa.DataType]] = [
     ("schema_version", pa.int32()),
@@ -196,7 +196,7 @@ def _complete(row: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
     return out
 
 
-def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in str(path):
         try:
             return pafs.FileSystem.from_uri(str(path))
@@ -220,7 +220,7 @@ def append(path: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
     table = to_table(rows)
     if table.num_rows == 0:
         return []
-    fs, root = _filesystem(path)
+    fs, root = filesystem(path)
     written = []
     kinds = table.column("kind").to_pylist()
     for kind in sorted(set(kinds)):
@@ -244,7 +244,7 @@ def load(path: str, *, kinds: Iterable[str] | None = None) -> pd.DataFrame:
     """All rows under ``path`` as a DataFrame whose columns are exactly :data:`SCHEMA` (``pd.ArrowDtype``, so
     strings stay Arrow strings, ints stay ints with nulls, timestamps keep UTC). Older files missing newer columns
     read as nulls. An absent path gives an empty frame with the schema."""
-    fs, root = _filesystem(path)
+    fs, root = filesystem(path)
     if fs.get_file_info(root).type == pafs.FileType.NotFound:
         return SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
     dataset = ds.dataset(root, schema=SCHEMA, format="parquet", filesystem=fs, partitioning=None)

@@ -10,6 +10,7 @@ import torch
 
 from tests.conftest import tiny_job
 from trainables.attacks.signals import compute_signals, pairwise_cosines
+from trainables.data.augment import normalize
 from trainables.eval.forgetting import evaluate_forgetting
 from trainables.loops.context import LoopContext
 from trainables.tasks import new_model, pretrain_task
@@ -20,21 +21,24 @@ MEMORISE = dict(data={"num_members": 100, "num_nonmembers": 400, "forget_fractio
                 eval={"knn_every": 0})
 
 
-@pytest.fixture(scope="module")
-def memorising_encoder():
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions: one thread is fastest, and two threads on a busy 2-core machine are much slower."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: one thread is fastest, and immune to a busy machine
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def memorising_encoder(one_thread):
     job = tiny_job("simclr", **MEMORISE)
     t0 = time.perf_counter()
-    try:
-        model, history, spec, source, splits = pretrain_task(job, LoopContext(progress=False, log=lambda m: None))
-    finally:
-        torch.set_num_threads(threads)
+    model, history, spec, source, splits = pretrain_task(job, LoopContext(progress=False, log=lambda m: None))
     return {"job": job, "model": model, "history": history, "spec": spec, "source": source, "splits": splits,
             "train_s": time.perf_counter() - t0}
 
 
-@pytest.mark.slow
 def test_memorising_encoder_is_detected_by_encodermi(memorising_encoder):
     e = memorising_encoder
     m = evaluate_forgetting(e["model"], e["source"], e["splits"], e["splits"]["forget"],
@@ -91,3 +95,18 @@ def test_pairwise_cosines_by_hand():
     x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # one sample, three views
     got = pairwise_cosines(x)[0].tolist()
     assert got == pytest.approx(sorted([0.0, 2 ** -0.5, 2 ** -0.5]))
+
+
+def test_supervised_classifier_gets_ra_ua_ta_and_cross_entropy_loss(digits_source):
+    job = tiny_job("supervised", optim={"epochs": 5}, eval={"knn_every": 0})
+    model, _, _, source, splits = pretrain_task(job, LoopContext(progress=False, log=lambda m: None))
+    m = evaluate_forgetting(model, source, splits, splits["forget"], model_config=job.model_dump(mode="json"),
+                            config={"bootstrap": 0, "n_views": 3}, utility=True)
+    assert {"retain_acc", "forget_acc", "test_acc"} <= set(m) and "knn_acc" not in m
+    assert 0.3 < m["test_acc"] <= 1.0  # 5 epochs on digits: far above 10% chance
+    ids = splits["forget"][:8]
+    sig = compute_signals(model, source, ids, strength=0.3, n_views=3)
+    with torch.no_grad():
+        logits = model.eval()(normalize(source.images[torch.from_numpy(ids)]), task="head")
+    expected = torch.nn.functional.cross_entropy(logits, torch.from_numpy(source.labels[ids]), reduction="none")
+    np.testing.assert_allclose(sig.loss, expected.numpy(), rtol=1e-4, atol=1e-5)

@@ -63,6 +63,12 @@ def test_every_plot_is_a_non_blank_png_of_the_expected_size(tmp_path):
             _check_png(p, panel_w, panel_h)  # one panel per model
 
 
+def test_loss_history_puts_accuracy_monitors_in_a_second_panel(tmp_path):
+    history = [{"epoch": e, "loss": 1.0 / e, "knn_acc": 0.9 - 0.01 * e, "samples_per_s": 500.0} for e in range(1, 6)]
+    path = plot_loss_history(history, tmp_path / "h.png")
+    _check_png(path, round(15.0 * DPI), round(4.8 * DPI))
+
+
 def test_single_model_plots_and_no_history(tmp_path):
     reports = {"original": fake_reports()["original"]}
     paths = write_all(reports, tmp_path, history=None, tsne_samples=30)

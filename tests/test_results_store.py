@@ -17,7 +17,7 @@ def _row(i: int, kind: str = "unlearn", **extra):
     extra.setdefault("trial_id", f"t{i}")
     return results.make_row(
         kind=kind, dataset="digits", model="simclr", backbone="small_cnn", method="gp", forget_size=10 + i,
-        hyperparameters={"unlearn": {"a": 1.0, "b": float(i), "penalty": "wgan", "new_knob": [1, 2]},
+        hyperparameters={"unlearn": {"a": 1.0, "b": float(i), "form": "wgan", "new_knob": [1, 2]},
                                            "optim": {"lr": 1e-3}},
         metrics={"before": {"mia_accuracy": 0.7, "mia_accuracy_lo": 0.65, "mia_accuracy_hi": 0.75},
                  "after": {"mia_accuracy": 0.5 + i / 1000, "brand_new_metric": 3.0}}, **extra)
@@ -35,7 +35,7 @@ def test_round_trip_gives_the_schema_exactly(tmp_path):
     assert df["dataset"].dtype == pd.ArrowDtype(pa.string())  # pandas 3 strings stay Arrow strings
     row = df.set_index("trial_id").loc["t1"]
     assert row["kind"] == "evaluate" and row["schema_version"] == results.SCHEMA_VERSION
-    assert row["hp_a"] == 1.0 and row["hp_b"] == 1.0 and row["hp_lr"] == 1e-3 and row["hp_penalty"] == "wgan"
+    assert row["hp_a"] == 1.0 and row["hp_b"] == 1.0 and row["hp_lr"] == 1e-3 and row["hp_form"] == "wgan"
     assert row["before_mia_accuracy_lo"] == 0.65 and row["after_mia_accuracy"] == pytest.approx(0.501)
     assert pd.isna(row["retrain_mia_accuracy"])  # missing is null, not 0
     # unknown hyperparameters and metrics land in the JSON columns, by their full key
@@ -94,3 +94,20 @@ def test_older_files_with_fewer_columns_read_as_nulls(tmp_path):
     df = results.load(str(tmp_path))
     assert len(df) == 1 and df.loc[0, "dataset"] == "digits" and pd.isna(df.loc[0, "after_mia_auc"])
     assert list(df.columns) == results.SCHEMA.names
+
+
+def test_object_store_branch_writes_whole_objects(monkeypatch):
+    """A non-local filesystem (here pyarrow's in-memory mock, standing in for s3://) gets direct object writes."""
+    from pyarrow._fs import _MockFileSystem
+
+    fs = _MockFileSystem()
+    monkeypatch.setattr(results, "filesystem", lambda path: (fs, "bucket/results"))
+    written = results.append("s3://bucket/results", [_row(0), _row(1)])
+    assert len(written) == 1 and written[0].startswith("bucket/results/kind=unlearn/")
+    df = results.load("s3://bucket/results")
+    assert len(df) == 2 and list(df.columns) == results.SCHEMA.names
+
+
+def test_unreachable_uri_is_a_user_error():
+    with pytest.raises(UserError, match="cannot open results path"):
+        results.load("nosuchscheme://x/y")

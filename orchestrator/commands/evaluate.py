@@ -41,21 +41,25 @@ def run(args) -> int:
     from orchestrator.config import load_job
     from orchestrator.jobs import check_out_dir
     from trainables.attacks.config import EvaluateJob
+    from trainables.errors import UserError
     from trainables.eval.report import evaluate_checkpoints, format_table
 
+    if args.preset:
+        raise UserError("evaluate takes no --preset (presets are pretraining recipes); use --config or --set")
     job = load_job(EvaluateJob, config_file=args.config, preset=None, overrides=args.overrides,
                    cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
                                "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
-    if args.preset:
-        from trainables.errors import UserError
-
-        raise UserError("evaluate takes no --preset (presets are pretraining recipes); use --config or --set")
     out = check_out_dir(args.out)
+    from orchestrator.results import filesystem
+
+    filesystem(args.results or str(out / "results"))  # an unusable results URI fails now, before any work
+    if job.runtime.num_threads:
+        import torch
+
+        torch.set_num_threads(job.runtime.num_threads)
     for flag in ("checkpoint", "original", "retrained", "shadow"):
         path = getattr(args, flag)
         if path and not Path(path).exists():
-            from trainables.errors import UserError
-
             raise UserError(f"--{flag} {path} does not exist")
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)

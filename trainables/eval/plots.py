@@ -151,23 +151,35 @@ def plot_tsne(reports: Mapping, path, *, max_per_class: int = 300, seed: int = 0
 SKIP_HISTORY = {"epoch", "epoch_time_s", "images_per_s", "step", "time_s", "wall_time_s"}
 
 
-def plot_loss_history(history: list[Mapping], path, *, title: str = "Loss components per unlearning epoch") -> Path | None:
-    """One line per numeric history key (except epoch / timing); None when there is nothing to plot."""
-    rows = [h for h in history or [] if isinstance(h, Mapping)]
-    keys = sorted({k for h in rows for k, v in h.items()
-                   if k not in SKIP_HISTORY and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    if not rows or not keys:
-        return None
+def _history_lines(ax, rows: list[Mapping], keys: list[str], *, title: str, ylabel: str) -> None:
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(rows)]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for key in keys:
         ax.plot(epochs, [h.get(key, np.nan) for h in rows], marker="o", ms=3, label=key)
     values = np.array([h.get(k, np.nan) for h in rows for k in keys], dtype=float)
-    positive = values[np.isfinite(values)]
-    if len(positive) and (positive > 0).all() and positive.max() / positive.min() > 100:
+    finite = values[np.isfinite(values)]
+    if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 100:
         ax.set_yscale("log")
-    ax.set(title=title, xlabel="epoch", ylabel="value")
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     ax.legend(fontsize=8, ncol=2)
+
+
+def plot_loss_history(history: list[Mapping], path, *, title: str = "Loss components per unlearning epoch") -> Path | None:
+    """Loss components per epoch (every numeric history key except epoch / timing); accuracy monitors (keys with
+    ``acc``) in a second panel. None when there is nothing to plot."""
+    rows = [h for h in history or [] if isinstance(h, Mapping)]
+    keys = sorted({k for h in rows for k, v in h.items()
+                   if k not in SKIP_HISTORY and not k.endswith(("_per_s", "_time_s")) and isinstance(v, (int, float))
+                   and not isinstance(v, bool)})
+    if not rows or not keys:
+        return None
+    monitors = [k for k in keys if "acc" in k]
+    losses = [k for k in keys if k not in monitors]
+    panels = [p for p in ((losses, title, "value"), (monitors, "Monitors per epoch", "accuracy")) if p[0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 4.8), squeeze=False, sharex=True)
+    for ax, (panel_keys, panel_title, ylabel) in zip(axes[0], panels, strict=True):
+        _history_lines(ax, rows, panel_keys, title=panel_title, ylabel=ylabel)
+        if ylabel == "accuracy":
+            ax.set_ylim(0, 1)
     return _save(fig, Path(path))
 
 

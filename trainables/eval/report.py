@@ -118,6 +118,25 @@ def _cross_check(checkpoints: dict[str, Checkpoint], main: str, forget: np.ndarr
                             f"forgotten samples: it is not a model retrained without the forget set")
 
 
+def find_original(meta: dict[str, Any]) -> Path:
+    """The pretrained model at the root of an unlearned checkpoint's lineage (``meta["parent"]`` links), with each
+    link's recorded weight sha256 checked."""
+    link = meta.get("parent") or {}
+    for _ in range(100):
+        path = link.get("path")
+        if not path or not Path(path).exists():
+            raise UserError(f"an unlearned model is always compared with its original, but its parent {path!r} is "
+                            f"not available: pass --original DIR")
+        parent = read_meta(path)
+        if link.get("sha256") and parent.get("sha256", {}).get("model.pt") != link["sha256"]:
+            raise UserError(f"the parent checkpoint {path} has other weights than the unlearned model records "
+                            f"(sha256 mismatch): pass --original DIR explicitly")
+        if parent.get("kind", "pretrain") == "pretrain":
+            return Path(path)
+        link = parent.get("parent") or {}
+    raise UserError("the parent chain of this checkpoint does not end in a pretrained model")
+
+
 def load_shadow(path: str | Path, main_splits: Splits):
     ck = load_checkpoint(path)
     if ck.meta.get("train_split") != "shadow_member":
@@ -158,6 +177,11 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
     items = [(r, p) for r, p in paths.items() if p]
     main_ck = load_checkpoint(items[0][1])
     checkpoints = {role_of(main_ck.meta): main_ck}
+    notes = []
+    if role_of(main_ck.meta) == "unlearned" and not paths.get("original"):
+        original = find_original(main_ck.meta)
+        items.append(("original", original))
+        notes.append(f"original model: {original} (from the checkpoint's parent chain)")
     for role, path in items[1:]:
         if role in checkpoints:
             raise UserError(f"the checkpoint is itself the {role} model (meta kind {main_ck.meta.get('kind')!r}); "
@@ -181,7 +205,6 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
     reports = evaluate_models(models, source, splits, forget, config=job.attack, model_config=config,
                               shadow_model=shadow_model, utility=job.utility, eval_cfg=job.eval, device=device,
                               log=log)
-    notes = []
     if main == "original":
         notes.append("pretrained checkpoint: the 'forget' split is audited as members (no unlearning yet)")
     return Evaluation(reports, {r: checkpoints[r] for r in [main] + [r for r in order if r != main]}, forget, job,
@@ -202,7 +225,7 @@ def format_table(ev: Evaluation) -> str:
              f"{len(sets.fit_members)} + {len(sets.fit_nonmembers)} disjoint samples; {ev.job.attack.bootstrap} "
              f"bootstrap resamples"]
     head = f"{'attack':<20} {'model':<10} " + " ".join(f"{h:<17}" if h in ('acc', 'AUC') else f"{h:>7}"
-                                                     for _, h in TABLE_METRICS) + f" {'MIA-eff':>7} {'gap→retrain':>11}"
+                                                     for _, h in TABLE_METRICS) + f" {'MIA-eff':>7} {'gap_to_retrain':>14}"
     lines += [head, "-" * len(head)]
     for attack in ev.reports[roles[0]].attacks:
         for i, role in enumerate(roles):
@@ -214,7 +237,7 @@ def format_table(ev: Evaluation) -> str:
             gap = ev.gap_to_retrain(attack, role)
             gap_s = f"{gap:+.3f}" if gap is not None else "-"
             lines.append(f"{attack if i == 0 else '':<20} {role:<10} " + " ".join(cells)
-                         + f" {res.mia_efficacy:>7.3f} {gap_s:>11}")
+                         + f" {res.mia_efficacy:>7.3f} {gap_s:>14}")
     lines.append("")
     means = {r: ev.reports[r].signal_means() for r in roles}
     util_keys = sorted({k for r in roles for k in ev.reports[r].utility})
