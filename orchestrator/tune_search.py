@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -223,6 +224,8 @@ def _fit(settings: SearchSettings, space: SearchSpace, base, state: dict[str, An
     function = in_process_trial if settings.workers <= 1 else distributed_trial
     trainable = tune.with_resources(tune.with_parameters(function, handle=SharedBase(ref, space, trial_settings)),
                                     plan.trial)
+    # after an interruption, trials that never reported have no result files: expected, not worth a warning
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic table, with the columns chosen in _reporter
     try:

@@ -5,6 +5,7 @@ and bad inputs (exit 2, nothing written)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -80,7 +81,8 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(ray_ses
 
     space = write_space(tmp_path / "space.yaml", {"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-4}})
     out, results = tmp_path / "out", tmp_path / "results"
-    argv = _tune(checkpoint, space, out, results, "--samples", "4", "--cap", "0.5", "--set", "epochs=1")
+    argv = _tune(checkpoint, space, out, results, "--samples", "4", "--cap", "0.5", "--set", "epochs=1",
+                 "--keep-models")
     assert main(argv + ["--interrupt-after", "2"]) == 130
     first = load_trials(str(results))
     assert 2 <= len(first) < 4 and not (out / "best.yaml").exists()
@@ -96,6 +98,9 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(ray_ses
         assert (again[row["trial_id"]]["pid"], again[row["trial_id"]]["timestamp"]) == (extra["pid"],
                                                                                           extra["timestamp"])
     assert (out / "best.yaml").exists()
+    for uri in rows["checkpoint_uri"]:  # --keep-models: every trial's unlearned checkpoint, linked to its parent
+        meta = json.loads((Path(uri) / "meta.json").read_text())
+        assert meta["kind"] == "unlearn" and meta["parent"]["path"] == str(checkpoint.resolve())
 
 
 @pytest.mark.slow
