@@ -104,6 +104,18 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(ray_ses
 
 
 @pytest.mark.slow
+def test_no_feasible_trial_exits_1_and_still_writes_every_row(ray_session, checkpoint, tmp_path, capsys):
+    space = write_space(tmp_path / "space.yaml", {"lr": {"type": "loguniform", "low": 0.2, "high": 0.5}})
+    out, results = tmp_path / "out", tmp_path / "results"
+    assert main(_tune(checkpoint, space, out, results, "--samples", "2", "--cap", "0.01", "--set", "epochs=2",
+                      "--set", "a=0")) == 1
+    assert "no feasible trial" in capsys.readouterr().err
+    rows = load_trials(str(results))
+    assert len(rows) == 2 and not rows["feasible"].any()
+    assert not (out / "best.yaml").exists() and json.loads((out / "summary.json").read_text())["best"] is None
+
+
+@pytest.mark.slow
 def test_multi_worker_trials_drive_ray_train(ray_session, checkpoint, tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
     code = main(_tune(checkpoint, "finetune", out, results, "--samples", "1", "--set", "epochs=1", "--cap", "0.5",
