@@ -291,7 +291,7 @@ def _reporter(space: SearchSpace, base):
     from ray import tune
 
     metrics = {"objective": "objective", "mia_accuracy": "attack acc", base.scoring.accuracy: base.scoring.accuracy,
-               "accuracy_drop": "acc drop", "feasible": "feasible", "epochs_run": "epochs"}
+               "accuracy_drop": "acc drop", "feasible": "feasible", "epochs_run": "epochs run"}
     params = {name: name for name in space.tune_space()}
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=15,
                             sort_by_metric=True, max_progress_rows=12)
