@@ -315,3 +315,29 @@ def probes_table(df: pd.DataFrame) -> str:
         lines.append([MODEL_NAMES.get(r["model"], r["model"]), str(int(r["hp_seed"])), f"{float(r['hp_lr']):g}",
                       str(int(r["hp_epochs"])), *cells, f"{float(r['wall_time_s']):.0f}"])
     return _table(header, lines)
+
+
+def summary_list(rows: pd.DataFrame) -> str:
+    """One line per model type (Eq. 3 defaults, and tuned if present): the headline numbers and the verdict."""
+    sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"]) & rows["label"].isin(["memgp", "tuned"])]
+    if sub.empty:
+        return "_no rows yet_"
+    lines = []
+    for model in _order(sub["model"]):
+        for label in ("memgp", "tuned"):
+            m = sub[(sub["model"] == model) & (sub["label"] == label)]
+            if m.empty:
+                continue
+            util = _utility_cols(model)[0]
+            before, after, ret = m["before_mia_accuracy"], m["after_mia_accuracy"], m["retrain_mia_accuracy"]
+            missed = [name for name, ok in (
+                ("attack before >= 0.75", before.mean() >= TARGET_BEFORE),
+                ("within 0.05 of retrained", abs(after.mean() - ret.mean()) <= TARGET_GAP),
+                ("within 0.05 of 0.5", abs(after.mean() - 0.5) <= TARGET_GAP),
+                ("accuracy drop <= 10 points", _drop(m, model).mean() <= TARGET_DROP)) if not ok]
+            lines.append(f"- **{MODEL_NAMES.get(model, model)}** ({'Eq. 3 defaults' if label == 'memgp' else 'tuned'}, "
+                         f"{m['hp_seed'].nunique()} seeds): attack accuracy {ms(before)} -> {ms(after)} "
+                         f"(retrained {ms(ret)}); {util[1]} {ms(m[f'before_{util[0]}'])} -> {ms(m[f'after_{util[0]}'])} "
+                         f"(retrained {ms(m[f'retrain_{util[0]}'])}); targets: "
+                         + ("all met" if not missed else "missed " + ", ".join(missed)))
+    return "\n".join(lines)

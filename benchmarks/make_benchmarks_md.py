@@ -28,6 +28,7 @@ def render(results: str) -> dict[str, str]:
     rows = bt.evaluate_rows(df)
     primary = rows[rows["primary"]].reset_index(drop=True)
     return {
+        "summary": bt.summary_list(primary),
         "targets": bt.targets_table(primary),
         "headline": bt.headline_table(primary, "main"),
         "attacks": bt.attacks_table(rows),

@@ -2,6 +2,8 @@
 
 - ``pretrain``: :func:`orchestrator.jobs.run_pretrain`, then one ``kind=pretrain`` row (wall time, peak memory).
 - ``retrain``: :func:`orchestrator.jobs.run_retrain` on the forget set of the task's fraction, one ``kind=retrain`` row.
+- ``tune``: :func:`orchestrator.tune_search.run_search` (``unlearn tune``) on the validation protocol; its rows are
+  ``tune-trial`` rows, its best config ``OUT/best.yaml``.
 - ``cell``: :func:`orchestrator.jobs.run_forget`, then :func:`trainables.eval.report.evaluate_checkpoints` on the
   unlearned, original and retrained models (reports of the shared original / retrained models are cached per forget
   set), one ``kind=evaluate`` row per attack with ``experiment``, ``hp_seed``, times and ``extra_json.cell_key``.
@@ -36,6 +38,13 @@ def peak_rss_mb() -> float:
 def is_checkpoint(path: str | Path) -> bool:
     """A finished checkpoint (they are written atomically: meta.json exists only when complete)."""
     return (Path(path) / "meta.json").is_file()
+
+
+def is_done(task) -> bool:
+    """A pretraining / retraining whose checkpoint exists, a search whose best.yaml exists (cells: see the store)."""
+    if task.kind == "tune":
+        return (Path(task.out) / "best.yaml").is_file()
+    return task.kind != "cell" and is_checkpoint(task.out)
 
 
 def forget_ids_for(pretrain_dir: str | Path, fraction: float) -> np.ndarray:
@@ -181,10 +190,15 @@ def _cell(task: dict[str, Any], cache: Path) -> tuple[dict[str, Any], list[dict]
 
     p = task["payload"]
     forget = forget_ids_for(p["pretrain"], p["forget_fraction"])
+    if p["unlearn"] is None:  # a tuned cell: the search's best config + this cell's seed / runtime
+        from orchestrator.config import load_job
+
+        job = load_job(UnlearnJob, config_file=p["unlearn_from"], overrides=p["unlearn_overrides"])
+    else:
+        job = UnlearnJob.model_validate(p["unlearn"])
     if not is_checkpoint(task["out"]):
         ray = ray_options(task)
-        run_forget(UnlearnJob.model_validate(p["unlearn"]), p["pretrain"], task["out"], forget, workers=ray.workers,
-                   use_gpu=ray.use_gpu, ray_options=ray)
+        run_forget(job, p["pretrain"], task["out"], forget, workers=ray.workers, use_gpu=ray.use_gpu, ray_options=ray)
     ejob = EvaluateJob.model_validate(p["evaluate"])
     paths = {"unlearned": task["out"], "original": p["pretrain"], "retrained": p["retrain"]}
     files = _cached_reports(cache, paths, forget, p["evaluate"])
@@ -222,6 +236,26 @@ def _cell(task: dict[str, Any], cache: Path) -> tuple[dict[str, Any], list[dict]
     return summary, rows
 
 
+def _tune(task: dict[str, Any], results: str) -> tuple[dict[str, Any], list[dict]]:
+    """``unlearn tune`` through its Python API: trials scored on the validation protocol (forget vs halves of
+    ``nonmember_ref``), one ``tune-trial`` row each; the best feasible config goes to ``OUT/best.yaml``."""
+    from orchestrator.tune_search import SearchSettings, run_search
+
+    p = task["payload"]
+    out = Path(task["out"])
+    ray = ray_options(task)
+    settings = SearchSettings(checkpoint=p["pretrain"], space=p["space"], samples=p["samples"], out=str(out),
+                              results=results, objective=p["objective"], cap=p["cap"], seed=p["seed"],
+                              attack=p["attack"], overrides=tuple(p["fixed"]), resume=(out / "search.json").is_file(),
+                              gpu=ray.use_gpu, address=ray.address)
+    outcome = run_search(settings)
+    if outcome.best is None:
+        raise RuntimeError(f"the search found no feasible configuration in {len(outcome.finished)} trials")
+    r = outcome.best.result
+    return {"best": outcome.best_config, "val_attack_acc": r.get("mia_accuracy"),
+            "accuracy_drop": r.get("accuracy_drop"), "trials": len(outcome.finished)}, []
+
+
 def run_task(task: dict[str, Any], *, results: str, work: str, log_dir: str | None = None) -> dict[str, Any]:
     """Run one task; append its rows to ``results``; return a short summary for the progress line. Output goes to
     ``log_dir/<task>.log`` when given."""
@@ -246,6 +280,8 @@ def run_task(task: dict[str, Any], *, results: str, work: str, log_dir: str | No
             summary, rows = _pretrain(task)
         elif task["kind"] == "retrain":
             summary, rows = _retrain(task)
+        elif task["kind"] == "tune":
+            summary, rows = _tune(task, results)
         else:
             summary, rows = _cell(task, Path(work) / "evalcache")
         append(results, rows)

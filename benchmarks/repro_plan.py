@@ -10,7 +10,8 @@ Cells of the paper's tables (``shared/paper.txt``), tagged in the results store'
 - ``forget_size`` (Table VI): 5, 10, 20, 30, 50% of the members forgotten (each with its own retrained model);
 - ``baselines``: finetune, NegGrad+, l1-sparse, alignment calibration on the same splits (retrain is every
   row's reference);
-- ``tuned``: the configuration ``unlearn tune`` found on the validation protocol, beside the defaults.
+- ``tuned``: the configuration ``unlearn tune`` found on the validation protocol (never ``nonmember_eval``) of the
+  first seed's original model, applied to every seed, beside the defaults.
 
 Every cell, pretraining and retraining has a deterministic key (sha256 of its full configuration), so a re-run
 skips what is finished: cells whose key is in the results store, checkpoints already in the work directory.
@@ -74,6 +75,8 @@ class Settings:
     attack_overrides: tuple[str, ...] = ()  # --attack-set for the evaluation
     tuned_configs: dict[str, str] = field(default_factory=dict)  # model -> best-config YAML (unlearn tune)
     probe_every: int = 50  # validation-protocol attack every N pretraining epochs (0: never); not in the keys
+    tune_space: str = "memgp"  # the `tuned` table's search space (shipped name or YAML file)
+    tune_samples: int = 16
     gpu: bool = False  # train on GPUs (runtime.device=cuda; the audit runs where the driver is, device auto)
 
     @property
@@ -166,7 +169,14 @@ def build_plan(settings: Settings) -> list[Cell]:
                         continue  # view agreement is an encoder objective
                     cells.append(Cell("baselines", model, seed, method, {"method": method}))
     if "tuned" in settings.tables:
-        for model, path in sorted(settings.tuned_configs.items()):
+        models = list(settings.models) + (["supervised"] if "supervised" in settings.tables else [])
+        for model in models:
+            path = settings.tuned_configs.get(model)
+            # a given best config (--tuned MODEL=FILE), else `unlearn tune` on the first seed's original model
+            # (validation protocol), its best config then applied to every seed
+            search = {"space": settings.tune_space, "samples": settings.tune_samples, "cap": 0.10,
+                      "objective": "mia_distance", "seed": first[0]}
             for seed in settings.seeds:
-                cells.append(Cell("tuned", model, seed, "tuned", {"config_file": path}, tags={"tuned_config": path}))
+                cells.append(Cell("tuned", model, seed, "tuned", {"config_file": path} if path else {"tune": search},
+                                  tags={"tuned_config": path} if path else {"tune": search}))
     return cells

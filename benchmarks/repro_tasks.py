@@ -9,6 +9,7 @@ Work directory layout (``--work``):
     pretrain/<model>-s<seed>-<key>/            original models (the overfit recipe)
     retrain/<model>-s<seed>-f<pct>-<key>/      retrained without the forget set (the reference)
     forget/<model>-s<seed>-f<pct>-<label>-<key>/   unlearned models
+    tune/<model>-s<seed>-<key>/                `unlearn tune` searches (best.yaml, summary.json, Tune state)
     evalcache/<key>.pkl                        attack reports of original / retrained / unlearned models
     logs/<task>.log                            per-epoch lines of each task
 
@@ -29,7 +30,7 @@ from benchmarks.repro_plan import DEFAULT_PRIMARY, PRIMARY_ATTACK, Cell, Setting
 
 @dataclass
 class Task:
-    kind: str  # pretrain | retrain | cell
+    kind: str  # pretrain | retrain | tune | cell
     name: str
     key: str
     out: str  # the checkpoint it writes (a cell: its unlearned model)
@@ -47,6 +48,11 @@ def pretrain_job(settings: Settings, model: str, seed: int):
     return load_job(PretrainJob, preset="overfit", overrides=pretrain_overrides(settings, model, seed))
 
 
+def _runtime_overrides(cell: Cell, settings: Settings) -> list[str]:
+    return [f"runtime.seed={cell.seed}", "runtime.num_threads=1", f"runtime.device={settings.device}",
+            "monitor=false"] + list(settings.unlearn_overrides)
+
+
 def unlearn_job(cell: Cell, settings: Settings):
     """The cell's UnlearnJob: its keys, the run's ``--unlearn-set`` overrides, seed, one thread, no monitor (the
     audit measures utility)."""
@@ -56,9 +62,35 @@ def unlearn_job(cell: Cell, settings: Settings):
     keys = dict(cell.unlearn)
     config_file = keys.pop("config_file", None)
     sets = [f"{k}={v}" for k, v in keys.items()]
-    sets += [f"runtime.seed={cell.seed}", "runtime.num_threads=1", f"runtime.device={settings.device}",
-             "monitor=false"]
-    return load_job(UnlearnJob, config_file=config_file, overrides=sets + list(settings.unlearn_overrides))
+    return load_job(UnlearnJob, config_file=config_file, overrides=sets + _runtime_overrides(cell, settings))
+
+
+def pretrain_task(settings: Settings, model: str, seed: int, work: Path, tasks: dict[str, Task]) -> Task:
+    """The pretraining of ``model`` at ``seed`` (added to ``tasks`` once)."""
+    name = f"pretrain/{model}/s{seed}"
+    if name not in tasks:
+        config = pretrain_job(settings, model, seed).model_dump(mode="json")
+        key = digest(config)
+        tasks[name] = Task("pretrain", name, key, str(work / "pretrain" / f"{model}-s{seed}-{key[:10]}"),
+                           payload={"job": config, "probe_every": settings.probe_every})
+    return tasks[name]
+
+
+def tune_task(cell: Cell, settings: Settings, work: Path, tasks: dict[str, Task]) -> Task:
+    """The search (``unlearn tune``'s :func:`~orchestrator.tune_search.run_search`) on the original model of the
+    search's seed, added to ``tasks`` once per model; scored on the validation protocol only."""
+    search = cell.unlearn["tune"]
+    seed = search["seed"]
+    pname = pretrain_task(settings, cell.model, seed, work, tasks).name
+    name = f"tune/{cell.model}/s{seed}"
+    if name not in tasks:
+        primary = PRIMARY_ATTACK.get(cell.model, DEFAULT_PRIMARY)
+        attack = {"bootstrap": 0, "attacks": [primary, "encodermi_threshold", "confidence"]}
+        fixed = ["runtime.num_threads=1"] + list(settings.unlearn_overrides)
+        key = digest({"pretrain": tasks[pname].key, "search": search, "attack": attack, "fixed": fixed})
+        tasks[name] = Task("tune", name, key, str(work / "tune" / f"{cell.model}-s{seed}-{key[:10]}"), deps=[pname],
+                           payload={"pretrain": tasks[pname].out, **search, "attack": attack, "fixed": fixed})
+    return tasks[name]
 
 
 def evaluate_job(model: str, settings: Settings):
@@ -82,23 +114,26 @@ def build_tasks(cells: list[Cell], settings: Settings, work: Path) -> list[Task]
     tasks: dict[str, Task] = {}
     timed: set[str] = set()
     for cell in cells:
-        pjob = pretrain_job(settings, cell.model, cell.seed)
-        pconfig = pjob.model_dump(mode="json")
-        pkey = digest(pconfig)
-        pname = f"pretrain/{cell.model}/s{cell.seed}"
-        if pname not in tasks:
-            tasks[pname] = Task("pretrain", pname, pkey, str(work / "pretrain" / f"{cell.model}-s{cell.seed}-{pkey[:10]}"),
-                                payload={"job": pconfig, "probe_every": settings.probe_every})
+        pre = pretrain_task(settings, cell.model, cell.seed, work, tasks)
+        pname, pkey, pconfig = pre.name, pre.key, pre.payload["job"]
         rkey = digest({"pretrain": pkey, "forget_fraction": cell.forget_fraction})
         rname = f"retrain/{cell.model}/s{cell.seed}/f{_pct(cell.forget_fraction)}"
         if rname not in tasks:
-            tasks[rname] = Task("retrain", rname, rkey, str(work / "retrain" / f"{cell.model}-s{cell.seed}-f"
-                                                        f"{_pct(cell.forget_fraction)}-{rkey[:10]}"),
-                                deps=[pname], payload={"pretrain": tasks[pname].out, "seed": cell.seed, "device": settings.device,
-                                                       "forget_fraction": cell.forget_fraction})
-        ujob = unlearn_job(cell, settings).model_dump(mode="json")
+            out = work / "retrain" / f"{cell.model}-s{cell.seed}-f{_pct(cell.forget_fraction)}-{rkey[:10]}"
+            tasks[rname] = Task("retrain", rname, rkey, str(out), deps=[pname],
+                                payload={"pretrain": pre.out, "seed": cell.seed, "device": settings.device,
+                                         "forget_fraction": cell.forget_fraction})
         ejob = evaluate_job(cell.model, settings).model_dump(mode="json")
-        fkey = digest({"pretrain": pkey, "forget_fraction": cell.forget_fraction, "unlearn": ujob})
+        deps = [pname, rname]
+        if "tune" in cell.unlearn:  # the job comes from the search's best.yaml, known only when it has run
+            tune = tune_task(cell, settings, work, tasks)
+            deps.append(tune.name)
+            ujob = None
+            identity = {"tune": tune.key, "overrides": _runtime_overrides(cell, settings)}
+        else:
+            ujob = unlearn_job(cell, settings).model_dump(mode="json")
+            identity = ujob
+        fkey = digest({"pretrain": pkey, "forget_fraction": cell.forget_fraction, "unlearn": identity})
         ckey = digest({"experiment": cell.experiment, "forget": fkey, "evaluate": ejob, "tags": cell.tags})
         # one step-time measurement per encoder recipe: its first headline memgp cell
         time_steps = cell.experiment == "main" and cell.label == "memgp" and cell.model not in timed
@@ -107,9 +142,11 @@ def build_tasks(cells: list[Cell], settings: Settings, work: Path) -> list[Task]
         tasks[cell.name] = Task(
             "cell", cell.name, ckey, str(work / "forget" / f"{cell.model}-s{cell.seed}-f{_pct(cell.forget_fraction)}"
                                                            f"-{cell.label}-{fkey[:10]}"),
-            deps=[pname, rname],
+            deps=deps,
             payload={"experiment": cell.experiment, "model": cell.model, "seed": cell.seed, "label": cell.label,
                      "forget_fraction": cell.forget_fraction, "tags": cell.tags, "unlearn": ujob, "evaluate": ejob,
+                     "unlearn_from": str(Path(tasks[deps[-1]].out) / "best.yaml") if ujob is None else None,
+                     "unlearn_overrides": _runtime_overrides(cell, settings),
                      "pretrain": tasks[pname].out, "retrain": tasks[rname].out, "pretrain_job": pconfig,
                      "time_steps": time_steps},
         )

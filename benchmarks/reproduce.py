@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.repro_exec import is_checkpoint, run_task  # noqa: E402
+from benchmarks.repro_exec import is_done, run_task  # noqa: E402
 from benchmarks.repro_plan import ENCODERS, FORGET_FRACTIONS, TABLES, Settings, build_plan  # noqa: E402
 from benchmarks.repro_tasks import Task, build_tasks  # noqa: E402
 from orchestrator.ray_options import add_ray_args, ray_options_from_args  # noqa: E402
@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-seeds", type=_ints, help="baseline seeds (default: the first seed)")
     p.add_argument("--forget-fractions", type=_floats, default=FORGET_FRACTIONS)
     p.add_argument("--tuned", action="append", default=[], metavar="MODEL=FILE",
-                   help="a best-config YAML from `unlearn tune` for MODEL (the 'tuned' table)")
+                   help="a best-config YAML for MODEL (the 'tuned' table); default: run `unlearn tune` for it")
+    p.add_argument("--tune-space", default="memgp", help="search space of the 'tuned' table (default memgp)")
+    p.add_argument("--tune-samples", type=int, default=16, help="trials per search (default 16)")
     p.add_argument("--set", dest="pretrain_set", action="append", default=[], metavar="KEY=VALUE",
                    help="pretraining override for every model (after the recipe)")
     p.add_argument("--unlearn-set", action="append", default=[], metavar="KEY=VALUE")
@@ -104,7 +106,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     ablation_seeds=args.ablation_seeds, baseline_seeds=args.baseline_seeds,
                     forget_fractions=args.forget_fractions, pretrain_overrides=tuple(args.pretrain_set),
                     unlearn_overrides=tuple(args.unlearn_set), attack_overrides=tuple(args.attack_set),
-                    tuned_configs=tuned, probe_every=args.probe_every if args.workers == 0 else 0, gpu=args.gpu)
+                    tuned_configs=tuned, tune_space=args.tune_space, tune_samples=args.tune_samples,
+                    probe_every=args.probe_every if args.workers == 0 else 0, gpu=args.gpu)
 
 
 def finished_cells(results: str) -> set[str]:
@@ -122,8 +125,8 @@ def pending_tasks(tasks: list[Task], results: str) -> list[Task]:
     done = finished_cells(results)
     cells = [t for t in tasks if t.kind == "cell" and t.key not in done]
     needed = {d for t in cells for d in t.deps}
-    return [t for t in tasks if (t.kind == "cell" and t in cells)
-            or (t.name in needed and not is_checkpoint(t.out))]
+    needed |= {d for t in tasks if t.name in needed for d in t.deps}  # a search needs its pretraining
+    return [t for t in tasks if (t.kind == "cell" and t in cells) or (t.name in needed and not is_done(t))]
 
 
 def describe(summary: dict) -> str:
