@@ -54,7 +54,8 @@ def validation_view(splits: Splits) -> Splits:
     return Splits(dict(splits.ids, nonmember_eval=splits["nonmember_ref"].copy()), splits.labels)
 
 
-def attack_line(path: Path, cfg: AttackConfig, protocol: str = "audit") -> str:
+def attack_line(path: Path, cfg: AttackConfig, protocol: str = "audit") -> tuple[str, dict]:
+    """One snapshot's attack results as a printable line, and its metrics."""
     ck = load_checkpoint(path)
     job = PretrainJob.model_validate(ck.meta["config"])
     source, splits = load_data(job.data, ck.splits)
@@ -65,7 +66,22 @@ def attack_line(path: Path, cfg: AttackConfig, protocol: str = "audit") -> str:
                      f"[{m.get(f'{a}_auc_lo', float('nan')):.2f},{m.get(f'{a}_auc_hi', float('nan')):.2f}]"
                      for a in cfg.attacks)
     return (f"{path.name:>5} loss {ck.meta['metrics'].get('loss', float('nan')):.3f} cos m/n "
-            f"{m['forget_cos_mean']:.3f}/{m['nonmember_cos_mean']:.3f} | {cells} ({m['eval_time_s']:.0f}s)")
+            f"{m['forget_cos_mean']:.3f}/{m['nonmember_cos_mean']:.3f} | {cells} ({m['eval_time_s']:.0f}s)"), m
+
+
+def calibration_row(out: Path, save_at: list[int], metrics: dict[int, dict], protocol: str) -> dict:
+    """A ``kind=pretrain`` results row (``experiment=calibration``) holding every snapshot's attack accuracy / AUC,
+    so that BENCHMARKS.md's calibration table is generated like the others."""
+    from orchestrator.results import make_row
+    from trainables.checkpoint import read_meta
+
+    meta = read_meta(out / f"e{max(save_at)}")
+    probes = {e: {"val_attack_acc": round(m["mia_accuracy"], 4), "val_attack_auc": round(m["mia_auc"], 4)}
+              for e, m in metrics.items()}
+    return make_row(kind="pretrain", dataset=meta.get("dataset"), model=meta.get("method"),
+                    backbone=meta.get("backbone"), method="none", experiment="calibration",
+                    checkpoint_uri=str(out.resolve()), wall_time_s=meta.get("wall_time_s"),
+                    hyperparameters=meta["config"], extra={f"{protocol}_probes": probes, "protocol": protocol})
 
 
 def main() -> None:
@@ -76,6 +92,7 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--attack-set", dest="attack", action="append", default=[], help="AttackConfig key=value")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", help="also append the snapshots' attack figures to this results store (one row)")
     p.add_argument("--protocol", choices=("audit", "validation"), default="audit",
                    help="audit: score forget vs nonmember_eval (the unlearn evaluate protocol); validation: "
                         "score against nonmember_ref halves only (choose a recipe without the audit's non-members)")
@@ -89,8 +106,15 @@ def main() -> None:
             f"optim.epochs={max(save_at)}", "eval.knn_every=0", "eval.linear_probe=false"])
         pretrain_with_snapshots(job, save_at, out)
     cfg = AttackConfig.model_validate({"bootstrap": 500, **parse_overrides(args.attack)})
+    metrics = {}
     for e in save_at:
-        print(attack_line(out / f"e{e}", cfg, args.protocol), flush=True)
+        line, metrics[e] = attack_line(out / f"e{e}", cfg, args.protocol)
+        print(line, flush=True)
+    if args.results:
+        from orchestrator.results import append
+
+        append(args.results, [calibration_row(out, save_at, metrics, args.protocol)])
+        print(f"calibration row appended to {args.results}")
 
 
 if __name__ == "__main__":

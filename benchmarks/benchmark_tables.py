@@ -306,14 +306,21 @@ def probes_table(df: pd.DataFrame) -> str:
     if pre.empty:
         return "_no rows yet_"
     epochs = sorted({int(k) for e in pre["extra"] for k in e["validation_probes"]})
-    header = ["model", "seed", "lr", "epochs", *[f"epoch {e}: acc / AUC" for e in epochs], "wall s"]
+    header = ["model", "run", "seed", "recipe (changes to the overfit preset)",
+              *[f"epoch {e}: acc / AUC" for e in epochs], "wall s"]
     lines = []
-    for _, r in pre.sort_values(["model", "hp_seed"]).iterrows():
+    preset = {"optim.lr": 0.003, "optim.batch_size": 128, "augment.strength": 0.2, "model.momentum": 0.99,
+              "model.memory_bank_size": 4096, "model.temperature": 0.1}
+    for _, r in pre.sort_values(["model", "experiment", "hp_seed"]).iterrows():
         probes = r["extra"]["validation_probes"]
+        hp = json.loads(r["hp_json"])
+        recipe = ", ".join(f"{k.split('.')[-1]} {hp[k]:g}" for k in preset
+                           if k in hp and hp[k] != preset[k] and (r["model"] in ("moco", "byol") or "momentum" not in k)
+                           and (r["model"] == "moco" or "memory_bank" not in k)) or "preset"
         cells = [f"{probes[str(e)]['val_attack_acc']:.3f} / {probes[str(e)]['val_attack_auc']:.3f}"
                  if str(e) in probes else "" for e in epochs]
-        lines.append([MODEL_NAMES.get(r["model"], r["model"]), str(int(r["hp_seed"])), f"{float(r['hp_lr']):g}",
-                      str(int(r["hp_epochs"])), *cells, f"{float(r['wall_time_s']):.0f}"])
+        lines.append([MODEL_NAMES.get(r["model"], r["model"]), str(r["experiment"]), str(int(r["hp_seed"])), recipe,
+                      *cells, f"{float(r['wall_time_s']):.0f}"])
     return _table(header, lines)
 
 
