@@ -110,33 +110,46 @@ def _drop(row_frame: pd.DataFrame, model: str) -> pd.Series:
     return pd.concat(drops, axis=1).max(axis=1)
 
 
-def targets_table(rows: pd.DataFrame) -> str:
-    """The issue's CPU-scale targets, per model type, for the default Eq. 3 cells (and tuned ones, if any)."""
+TARGETS = {"before": "attack before >= 0.75", "gap": "within 0.05 of retrained", "chance": "within 0.05 of 0.5",
+           "drop": "accuracy drop <= 10 points"}
+
+
+def target_groups(rows: pd.DataFrame):
+    """(model, label, rows) of the target cells: Eq. 3 defaults of main / supervised, and tuned cells if any."""
     sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"]) & rows["label"].isin(["memgp", "tuned"])]
-    if sub.empty:
-        return "_no rows yet_"
-    header = ["model", "weights", "attack before (>= 0.75)", "after", "retrained", "|after - retrained| (<= 0.05)",
-              "|after - 0.5| (<= 0.05)", "accuracy drop (<= 0.10)", "seeds", "verdict"]
-    lines = []
     for model in _order(sub["model"]):
         for label in ("memgp", "tuned"):
             m = sub[(sub["model"] == model) & (sub["label"] == label)]
-            if m.empty:
-                continue
-            before, after, ret = m["before_mia_accuracy"], m["after_mia_accuracy"], m["retrain_mia_accuracy"]
-            gap, chance, drop = (after - ret).abs(), (after - 0.5).abs(), _drop(m, model)
-            checks = {"before": before.mean() >= TARGET_BEFORE, "gap": abs(after.mean() - ret.mean()) <= TARGET_GAP,
-                      "chance": abs(after.mean() - 0.5) <= TARGET_GAP, "drop": drop.mean() <= TARGET_DROP}
-            missed = [k for k, ok in checks.items() if not ok]
+            if not m.empty:
+                yield model, label, m
 
-            def mark(key: str, text: str, checks: dict = checks) -> str:
-                return f"{text} {'met' if checks[key] else '**missed**'}"
 
-            lines.append([MODEL_NAMES.get(model, model), "defaults (a=1, b=1)" if label == "memgp" else "tuned",
-                          mark("before", ms(before)), ms(after), ms(ret), mark("gap", ms(gap)),
-                          mark("chance", ms(chance)), mark("drop", ms(drop)), str(m["hp_seed"].nunique()),
-                          "all met" if not missed else "missed: " + ", ".join(missed)])
-    return _table(header, lines)
+def target_checks(m: pd.DataFrame, model: str) -> dict[str, bool]:
+    """Each target met (True) or missed, on means over seeds; the distances are per seed (|after - retrained| of
+    each seed, then averaged), so seeds that err on opposite sides do not cancel."""
+    after, eps = m["after_mia_accuracy"], 1e-9  # accuracies are multiples of 1/n: compare without float noise
+    return {"before": m["before_mia_accuracy"].mean() >= TARGET_BEFORE - eps,
+            "gap": (after - m["retrain_mia_accuracy"]).abs().mean() <= TARGET_GAP + eps,
+            "chance": (after - 0.5).abs().mean() <= TARGET_GAP + eps,
+            "drop": _drop(m, model).mean() <= TARGET_DROP + eps}
+
+
+def targets_table(rows: pd.DataFrame) -> str:
+    """The issue's CPU-scale targets, per model type, for the default Eq. 3 cells (and tuned ones, if any)."""
+    header = ["model", "weights", "attack before (>= 0.75)", "after", "retrained", "|after - retrained| (<= 0.05)",
+              "|after - 0.5| (<= 0.05)", "accuracy drop (<= 0.10)", "seeds", "verdict"]
+    lines = []
+    for model, label, m in target_groups(rows):
+        before, after, ret = m["before_mia_accuracy"], m["after_mia_accuracy"], m["retrain_mia_accuracy"]
+        checks = target_checks(m, model)
+        mark = {k: "met" if ok else "**missed**" for k, ok in checks.items()}
+        missed = [k for k, ok in checks.items() if not ok]
+        lines.append([MODEL_NAMES.get(model, model), "defaults (a=1, b=1)" if label == "memgp" else "tuned",
+                      f"{ms(before)} {mark['before']}", ms(after), ms(ret),
+                      f"{ms((after - ret).abs())} {mark['gap']}", f"{ms((after - 0.5).abs())} {mark['chance']}",
+                      f"{ms(_drop(m, model))} {mark['drop']}", str(m["hp_seed"].nunique()),
+                      "all met" if not missed else "missed: " + ", ".join(missed)])
+    return _table(header, lines) if lines else "_no rows yet_"
 
 
 def attacks_table(all_rows: pd.DataFrame, experiment: str = "main", label: str = "memgp") -> str:
@@ -326,25 +339,13 @@ def probes_table(df: pd.DataFrame) -> str:
 
 def summary_list(rows: pd.DataFrame) -> str:
     """One line per model type (Eq. 3 defaults, and tuned if present): the headline numbers and the verdict."""
-    sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"]) & rows["label"].isin(["memgp", "tuned"])]
-    if sub.empty:
-        return "_no rows yet_"
     lines = []
-    for model in _order(sub["model"]):
-        for label in ("memgp", "tuned"):
-            m = sub[(sub["model"] == model) & (sub["label"] == label)]
-            if m.empty:
-                continue
-            util = _utility_cols(model)[0]
-            before, after, ret = m["before_mia_accuracy"], m["after_mia_accuracy"], m["retrain_mia_accuracy"]
-            missed = [name for name, ok in (
-                ("attack before >= 0.75", before.mean() >= TARGET_BEFORE),
-                ("within 0.05 of retrained", abs(after.mean() - ret.mean()) <= TARGET_GAP),
-                ("within 0.05 of 0.5", abs(after.mean() - 0.5) <= TARGET_GAP),
-                ("accuracy drop <= 10 points", _drop(m, model).mean() <= TARGET_DROP)) if not ok]
-            lines.append(f"- **{MODEL_NAMES.get(model, model)}** ({'Eq. 3 defaults' if label == 'memgp' else 'tuned'}, "
-                         f"{m['hp_seed'].nunique()} seeds): attack accuracy {ms(before)} -> {ms(after)} "
-                         f"(retrained {ms(ret)}); {util[1]} {ms(m[f'before_{util[0]}'])} -> {ms(m[f'after_{util[0]}'])} "
-                         f"(retrained {ms(m[f'retrain_{util[0]}'])}); targets: "
-                         + ("all met" if not missed else "missed " + ", ".join(missed)))
-    return "\n".join(lines)
+    for model, label, m in target_groups(rows):
+        key, name = _utility_cols(model)[0]
+        missed = [TARGETS[k] for k, ok in target_checks(m, model).items() if not ok]
+        lines.append(f"- **{MODEL_NAMES.get(model, model)}** ({'Eq. 3 defaults' if label == 'memgp' else 'tuned'}, "
+                     f"{m['hp_seed'].nunique()} seeds): attack accuracy {ms(m['before_mia_accuracy'])} -> "
+                     f"{ms(m['after_mia_accuracy'])} (retrained {ms(m['retrain_mia_accuracy'])}); {name} "
+                     f"{ms(m[f'before_{key}'])} -> {ms(m[f'after_{key}'])} (retrained {ms(m[f'retrain_{key}'])}); "
+                     "targets: " + ("all met" if not missed else "missed " + ", ".join(missed)))
+    return "\n".join(lines) if lines else "_no rows yet_"

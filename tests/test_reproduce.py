@@ -68,3 +68,31 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
     assert reproduce.main(TINY + ["--work", str(work)] + extra) == 2
     assert message in capsys.readouterr().err
     assert not work.exists()
+
+
+def test_plan_order_keys_and_dependencies(tmp_path):
+    from benchmarks.repro_plan import Settings, build_plan
+    from benchmarks.repro_tasks import build_tasks
+
+    settings = Settings(data="digits", members=100, seeds=(0, 1), models=("simclr",), forget_fractions=(0.1, 0.2),
+                        tables=("main", "supervised", "ablation", "forget_size", "baselines", "tuned"))
+    cells = build_plan(settings)
+    assert [c.name for c in cells[:3]] == ["main/simclr/s0/memgp", "main/simclr/s0/gp", "supervised/supervised/s0/memgp"]
+    ablation = [c for c in cells if c.experiment == "ablation"]
+    assert len(ablation) == 13 and {c.tags["ablation"]["equation"] for c in ablation} == {"eq2", "eq3"}
+    tasks = build_tasks(cells, settings, tmp_path)
+    again = build_tasks(build_plan(settings), settings, tmp_path)
+    assert [(t.name, t.key, t.out) for t in tasks] == [(t.name, t.key, t.out) for t in again]  # deterministic
+    by_name = {t.name: t for t in tasks}
+    order = [t.name for t in tasks]
+    for t in tasks:  # every dependency comes first
+        assert all(order.index(d) < order.index(t.name) for d in t.deps), t.name
+    # one retraining per forget set; the 20% cells of main and forget_size share the unlearned checkpoint
+    assert sorted(n for n in by_name if n.startswith("retrain/simclr/s0")) == ["retrain/simclr/s0/f10",
+                                                                                "retrain/simclr/s0/f20"]
+    assert by_name["forget_size/simclr/s0/memgp"].out == by_name["main/simclr/s0/memgp"].out
+    assert by_name["forget_size/simclr/s0/memgp"].key != by_name["main/simclr/s0/memgp"].key
+    # tuned cells of every seed wait for one search on the first seed's original model
+    assert by_name["tuned/simclr/s1/tuned"].deps[-1] == "tune/simclr/s0"
+    assert by_name["tune/simclr/s0"].deps == ["pretrain/simclr/s0"]
+    assert "alignment_calibration" not in {c.label for c in cells if c.model == "supervised"}
