@@ -83,7 +83,7 @@ def test_schedule_appends_a_row_per_promoted_or_failed_batch(ledger, tmp_path, m
     _, members = ledger
     store = tmp_path / "results"
     fake = ["--executor", "tests.ledger_fakes:FakeExecutor", "--results", str(store)]
-    assert main(["requests", "add", "--subject", "a", "--sample-ids", "%d,%d,%d" % tuple(members[:3])]) == 0
+    assert main(["requests", "add", "--subject", "a", "--sample-ids", ",".join(map(str, members[:3]))]) == 0
     assert main(["schedule", "run", *fake]) == 0
     monkeypatch.setenv("FAKE_ATTACK", "0.9")  # far from chance: verification fails
     assert main(["requests", "add", "--subject", "b", "--sample-ids", str(members[3])]) == 0
