@@ -42,6 +42,17 @@ class LoopContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, Any], history: list[dict[str, Any]],
+                  train_state: Callable[[], dict[str, Any]], label: str = "") -> None:
+        """Record an epoch's metrics, print its line (main rank), and hand it to the runner's hook."""
+        from trainables.loops.progress import format_metrics
+
+        history.append(metrics)
+        if self.is_main:
+            self.log(f"{label}epoch {epoch + 1}/{epochs} {format_metrics(metrics)}")
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, metrics, train_state)
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":

@@ -28,7 +28,7 @@ from trainables.loops.context import (
     place_model,
     set_loader_epoch,
 )
-from trainables.loops.progress import batches, format_metrics
+from trainables.loops.progress import batches
 from trainables.models.base import unwrap
 
 
@@ -101,9 +101,5 @@ def pretrain(job, model, source, splits, ctx: LoopContext | None = None, *, trai
         if ctx.is_main and (last or (every and (epoch + 1) % every == 0)):
             metrics.update(monitor(model, source, train_ids, eval_ids, job.eval, device,
                                    linear=last and job.eval.linear_probe))
-        history.append(metrics)
-        if ctx.is_main:
-            ctx.log(f"epoch {epoch + 1}/{epochs} {format_metrics(metrics)}")
-        if ctx.on_epoch_end is not None:
-            ctx.on_epoch_end(epoch, metrics, train_state)
+        ctx.end_epoch(epoch, epochs, metrics, history, train_state)
     return unwrap(model), history

@@ -38,7 +38,7 @@ from trainables.loops.context import (
     place_model,
     set_loader_epoch,
 )
-from trainables.loops.progress import batches, format_metrics
+from trainables.loops.progress import batches
 from trainables.models.base import unwrap
 from trainables.unlearning.methods import StepMethod
 from trainables.unlearning.step_data import StepData, StreamDrawer
@@ -171,9 +171,5 @@ def step_loop(job, model: nn.Module, source, method: StepMethod, ids: dict[str, 
                     sync_momentum_targets(model)
                 if ctx.is_main and eval_cfg is not None and job.monitor:
                     metrics.update(final_metrics(model, source, ids, eval_cfg, device))
-            history.append(metrics)
-            if ctx.is_main:
-                ctx.log(f"{job.method} epoch {epoch + 1}/{epochs} {format_metrics(metrics)}")
-            if ctx.on_epoch_end is not None:
-                ctx.on_epoch_end(epoch, metrics, train_state)
+            ctx.end_epoch(epoch, epochs, metrics, history, train_state, label=f"{job.method} ")
     return unwrap(model), history
