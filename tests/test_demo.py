@@ -32,6 +32,7 @@ def test_quick_demo_end_to_end_and_resume(tmp_path, ray_session, capsys):
     df = results.load(str(out / "results"))
     kinds = df["kind"].value_counts().to_dict()
     assert kinds["pretrain"] == 1 and kinds["retrain"] == 1 and kinds["scheduled-batch"] == 1
+    assert kinds["tune-trial"] == 2
     assert kinds["evaluate"] == 8  # 4 attacks x (the audit of the original, the final audit)
     final = df[(df["kind"] == "evaluate") & (df["experiment"] == "main")]
     assert final["retrain_mia_accuracy"].notna().all() and final["before_mia_accuracy"].notna().all()
