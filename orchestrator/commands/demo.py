@@ -48,6 +48,10 @@ def run(args) -> int:
         out = check_out_dir(args.out or f"demo_runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
         settings = DemoSettings(method=args.method, quick=args.quick, tune=not args.no_tune)
         save_settings(out, settings)
+    import sys
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also when piped to a file
     t0 = time.perf_counter()
     print(f"unlearn demo: every output goes to {out}/ (interrupt at any time; continue with "
           f"`unlearn demo --resume {out}`)", flush=True)

@@ -6,7 +6,7 @@ sample standard deviation as the spread and ``n`` the number of rows. Rows with 
 different hyperparameters stay separate lines, labelled by the keys that differ (the ``config`` column).
 
     frame = plain(results.load("runs/results"))
-    main = evaluation_rows(frame, experiments=MAIN)
+    main = select_evaluations(frame, main=True)
     summary = summarise(main, keys=["dataset", "model", "method"], metrics=["after_mia_accuracy"])
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 # Experiment tags with a table of their own (docs/results.md); every other tag (or none) is a "main" row.
-SPECIAL = ("ablation", "forget_size", "supervised", "baselines", "tuned", "scheduled")
+SPECIAL = ("ablation", "forget_size", "supervised", "baselines", "tuned", "scheduled", "audit")
 _IGNORED_KEYS = ("data.data_dir", "data.download", "attack.bootstrap")
 
 
@@ -49,10 +49,10 @@ def is_main(experiment) -> bool:
     return experiment not in SPECIAL
 
 
-def evaluation_rows(df: pd.DataFrame, *, experiments: Iterable[str] | None = None, main: bool = False,
+def select_evaluations(df: pd.DataFrame, *, experiments: Iterable[str] | None = None, main: bool = False,
                     attack: str | None = None) -> pd.DataFrame:
     """``evaluate`` rows of one attack (default: each evaluation's primary attack), optionally of some
-    experiment tags (``main=True``: the rows without a special tag)."""
+    experiment tags (``main=True``: the unlearning evaluations without a special tag)."""
     rows = df[df["kind"] == "evaluate"]
     if attack:
         rows = rows[rows["attack"] == attack]
@@ -60,7 +60,9 @@ def evaluation_rows(df: pd.DataFrame, *, experiments: Iterable[str] | None = Non
         rows = where(rows, [bool(e.get("primary", True)) for e in json_column(rows, "extra_json")])
     if main or experiments is not None:
         wanted = set(experiments or ())
-        rows = where(rows, [(main and is_main(e)) or e in wanted for e in rows["experiment"]])
+        # an evaluation of a pretrained model alone (method "none") is an audit, not an unlearning result
+        rows = where(rows, [(main and is_main(e) and m != "none") or e in wanted
+                            for e, m in zip(rows["experiment"], rows["method"], strict=True)])
     return rows.reset_index(drop=True)
 
 

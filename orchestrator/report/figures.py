@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.report.aggregate import evaluation_rows, json_column, summarise, where, with_utility
+from orchestrator.report.aggregate import json_column, select_evaluations, summarise, where, with_utility
 from orchestrator.report.paper_tables import KEYS, STAGE_LABEL, STAGES
 
 MAX_EVALUATION_GROUPS = 8  # copy the plots of at most this many dataset/model/method groups
@@ -32,18 +32,23 @@ def _pyplot():
 
 
 def attack_by_method(frame: pd.DataFrame, path: Path) -> Path | None:
-    rows = evaluation_rows(frame, main=True)
-    summary = summarise(rows, KEYS, [f"{s}_mia_accuracy" for s in STAGES])
+    rows = select_evaluations(frame, main=True)
+    summary = summarise(rows, KEYS, [f"{s}_mia_accuracy{x}" for s in STAGES for x in ("", "_lo", "_hi")])
     if summary.empty:
         return None
     plt = _pyplot()
     names = [f"{r['model']}\n{r['method']}" + (f"\n{r['config']}" if r["config"] else "") for _, r in summary.iterrows()]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(names) + 2), 3.8))
+    single = (summary["n"] == 1).to_numpy()
     for i, stage in enumerate(STAGES):
-        mean = summary[f"{stage}_mia_accuracy"].astype(float)
-        sd = summary[f"{stage}_mia_accuracy_sd"].astype(float).fillna(0)
-        ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=sd, label=STAGE_LABEL[stage], capsize=3)
+        col = f"{stage}_mia_accuracy"
+        mean = summary[col].astype(float).to_numpy()
+        sd = summary[f"{col}_sd"].astype(float).fillna(0).to_numpy()
+        # whiskers: sd over seeds; a single run shows its 95% bootstrap interval instead
+        low = np.where(single, mean - summary[f"{col}_lo"].astype(float).fillna(summary[col]).to_numpy(), sd)
+        high = np.where(single, summary[f"{col}_hi"].astype(float).fillna(summary[col]).to_numpy() - mean, sd)
+        ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=np.vstack([low, high]), label=STAGE_LABEL[stage], capsize=3)
     ax.axhline(0.5, color="k", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("attack accuracy (forget set)")
@@ -56,7 +61,7 @@ def attack_by_method(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 def forget_size_plot(frame: pd.DataFrame, path: Path) -> Path | None:
-    rows = with_utility(evaluation_rows(frame, experiments=["forget_size"]))
+    rows = with_utility(select_evaluations(frame, experiments=["forget_size"]))
     summary = summarise(rows, ["model", "method", "forget_size"], ["after_mia_accuracy", "after_util"])
     if summary.empty:
         return None
@@ -84,7 +89,8 @@ def summary_figures(frame: pd.DataFrame, folder: Path) -> list[tuple[str, str]]:
     out = []
     for fn, name, caption in ((attack_by_method, "attack_by_method.png",
                                "Forget-set attack accuracy (primary attack) of the original, unlearned and retrained "
-                               "models per method; bars: mean over seeds, whiskers: sd"),
+                               "models per method; bars: mean over seeds, whiskers: sd over seeds (one run: its 95% bootstrap "
+                               "interval)"),
                               (forget_size_plot, "forget_size.png",
                                "Attack accuracy and accuracy after unlearning against the forget-set size")):
         if fn(frame, folder / name) is not None:
@@ -99,7 +105,7 @@ def _slug(*parts) -> str:
 def evaluation_figures(frame: pd.DataFrame, folder: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Copy the newest evaluation's PNGs of each main / supervised group; returns ([(relative path, caption)],
     notes about groups or files left out)."""
-    rows = evaluation_rows(frame, main=True, experiments=["supervised"])
+    rows = select_evaluations(frame, main=True, experiments=["supervised"])
     rows = rows.assign(plots=[e.get("plots") or [] for e in json_column(rows, "extra_json")])
     rows = where(rows, [bool(p) for p in rows["plots"]])
     written, notes = [], []

@@ -21,9 +21,9 @@ import pandas as pd
 
 from orchestrator.report.aggregate import (
     cell,
-    evaluation_rows,
     fmt,
     json_column,
+    select_evaluations,
     summarise,
     where,
     with_utility,
@@ -48,7 +48,7 @@ def _has_stage(line, stage: str, metrics) -> bool:
 
 def table_ii(frame: pd.DataFrame) -> list[Table]:
     """Long layout: one line per model state (original / unlearned / retrained): utility and every attack metric."""
-    rows = with_utility(evaluation_rows(frame, main=True))
+    rows = with_utility(select_evaluations(frame, main=True))
     metrics = ["util", "linear_acc", *(m for m, _ in ATTACK)]
     summary = summarise(rows, KEYS, [f"{s}_{m}" for s in STAGES for m in metrics])
     lines = []
@@ -66,7 +66,7 @@ def table_ii(frame: pd.DataFrame) -> list[Table]:
 
 def table_iii(frame: pd.DataFrame) -> list[Table]:
     """Compact per model (the paper's Table III): ACC and MIA before / after / retrain."""
-    rows = with_utility(evaluation_rows(frame, main=True))
+    rows = with_utility(select_evaluations(frame, main=True))
     metrics = [f"{s}_{m}" for m in ("util", "mia_accuracy") for s in STAGES]
     summary = summarise(rows, KEYS, metrics)
     lines = [[line["dataset"], line["model"], label(line), str(line["n"]), *(cell(line, m) for m in metrics)]
@@ -116,7 +116,7 @@ def reference_lines(rows: pd.DataFrame, metrics, *, stage: str = "before", name:
 
 
 def table_iv_v(frame: pd.DataFrame) -> list[Table]:
-    rows = ablation_descriptor(with_utility(evaluation_rows(frame, experiments=["ablation"])))
+    rows = ablation_descriptor(with_utility(select_evaluations(frame, experiments=["ablation"])))
     if rows.empty:
         return []
     metrics = ["util", "mia_accuracy", "mia_auc", *(m for m, _ in FORGET_SIGNALS)]
@@ -147,7 +147,7 @@ def table_iv_v(frame: pd.DataFrame) -> list[Table]:
 
 
 def table_vi(frame: pd.DataFrame) -> list[Table]:
-    rows = with_utility(evaluation_rows(frame, experiments=["forget_size"]))
+    rows = with_utility(select_evaluations(frame, experiments=["forget_size"]))
     if rows.empty:
         return []
     metrics = ["util", "mia_accuracy", "mia_auc", *(m for m, _ in FORGET_SIGNALS)]
@@ -165,7 +165,7 @@ def table_vi(frame: pd.DataFrame) -> list[Table]:
 
 
 def table_vii(frame: pd.DataFrame) -> list[Table]:
-    rows = evaluation_rows(frame, main=True, experiments=["supervised"])
+    rows = select_evaluations(frame, main=True, experiments=["supervised"])
     rows = with_utility(where(rows, [m == "supervised" for m in rows["model"]]))
     metrics = [f"{s}_{m}" for m in ("util", "mia_accuracy", "forget_top1", "nonmember_top1") for s in STAGES]
     summary = summarise(rows, ["dataset", "method"], metrics)

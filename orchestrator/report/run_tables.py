@@ -13,9 +13,9 @@ import pandas as pd
 
 from orchestrator.report.aggregate import (
     cell,
-    evaluation_rows,
     fmt,
     json_column,
+    select_evaluations,
     summarise,
     where,
     with_utility,
@@ -44,7 +44,7 @@ def with_times(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def gap_to_retrain(frame: pd.DataFrame) -> list[Table]:
-    rows = evaluation_rows(frame)
+    rows = select_evaluations(frame)
     rows = where(rows, [not math.isnan(r) and m not in ("retrain", "none")
                         for r, m in zip(rows["retrain_mia_accuracy"], rows["method"], strict=True)])
     if rows.empty:
@@ -68,7 +68,7 @@ def gap_to_retrain(frame: pd.DataFrame) -> list[Table]:
 
 
 def baselines(frame: pd.DataFrame) -> list[Table]:
-    rows = evaluation_rows(frame, experiments=["baselines"])
+    rows = select_evaluations(frame, experiments=["baselines"])
     if rows.empty:
         return []
     rows = with_times(frame, with_utility(rows))
@@ -88,11 +88,11 @@ _HP = ("hp_a", "hp_b", "hp_c", "hp_form", "hp_train_term_source", "hp_lr", "hp_e
 
 
 def tuned_vs_default(frame: pd.DataFrame) -> list[Table]:
-    tuned = evaluation_rows(frame, experiments=["tuned"])
+    tuned = select_evaluations(frame, experiments=["tuned"])
     if tuned.empty:
         return []
     methods = set(zip(tuned["dataset"], tuned["model"], tuned["method"], strict=True))
-    default = evaluation_rows(frame, main=True)
+    default = select_evaluations(frame, main=True)
     default = where(default, [k in methods for k in zip(default["dataset"], default["model"], default["method"],
                                                           strict=True)])
     rows = with_utility(pd.concat([default.assign(source="paper default"), tuned.assign(source="Tune-found")]))

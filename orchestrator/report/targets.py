@@ -17,7 +17,7 @@ import math
 
 import pandas as pd
 
-from orchestrator.report.aggregate import evaluation_rows, fmt, plain, summarise, where, with_utility
+from orchestrator.report.aggregate import fmt, plain, select_evaluations, summarise, where, with_utility
 from orchestrator.report.document import Document, Table
 
 TARGETS = {"before": 0.75, "vs_retrain": 0.05, "vs_chance": 0.05, "drop": 0.10}
@@ -30,7 +30,7 @@ def targets_table(df: pd.DataFrame, *, methods=METHODS, experiments=EXPERIMENTS)
     ``n`` rows), and ``met_<target>`` booleans (None when a value is missing), ``all_met``. Rows with an
     untagged or unknown experiment count as ``main``. Accepts :func:`orchestrator.results.load`'s frame."""
     frame = df if "before_util" in df else plain(df)
-    rows = evaluation_rows(frame, main=True, experiments=experiments)
+    rows = select_evaluations(frame, main=True, experiments=experiments)
     rows = with_utility(where(rows, [m in methods for m in rows["method"]]))
     rows["experiment"] = [e if e in experiments else "main" for e in rows["experiment"]]
     rows["vs_retrain"] = (rows["after_mia_accuracy"] - rows["retrain_mia_accuracy"]).abs()
