@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ class Demo:
     def cli(self, argv: list[str], *, ok=(0,)) -> int:
         from orchestrator.cli import main
 
-        self.log("$ unlearn " + " ".join(argv), flush=True)
+        self.log("$ unlearn " + shlex.join(argv), flush=True)
         code = main(argv)
         if code not in ok:
             raise DemoStop(code, f"`unlearn {argv[0]}` exited with {code}")
