@@ -131,3 +131,20 @@ def test_unlearning_job_through_the_jobs_api(tmp_path):
     assert row["git_sha"] == "test-sha-123" and 0 <= row["after_knn_acc"] <= 1
     assert (out / "meta.json").is_file()
     assert os.environ.get("RAY_ADDRESS") == before  # this process was never pointed at the test cluster
+
+
+def test_ray_submit_entry_script_runs_the_cli(tmp_path):
+    """`ray submit cluster.yaml deploy/submit/unlearn.py -- ARGS` runs this script with ARGS on the head node."""
+    from tests.ledger_fakes import make_base_checkpoint
+
+    base = make_base_checkpoint(tmp_path / "base")
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT}  # on a cluster node the package is pip-installed instead
+    env.pop("RAY_ADDRESS", None)
+    script = os.path.join(REPO_ROOT, "deploy", "submit", "unlearn.py")
+    done = subprocess.run([sys.executable, script, "inspect", str(base)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "verified: sha256 matches" in done.stdout
+    bad = subprocess.run([sys.executable, script, "inspect", str(tmp_path / "missing")], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
