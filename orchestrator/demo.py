@@ -191,7 +191,7 @@ class Demo:
         argv = ["tune", "--checkpoint", str(pretrained), "--space", "memgp", "--samples", "2" if quick else "6",
                 "--set", f"epochs={1 if quick else 5}", "--set", "runtime.num_threads=1",
                 "--attack", f"n_views={4 if quick else 6}", "--results", self.results, "--out", str(out)]
-        code = self.cli(argv + (["--resume"] if out.exists() else []), ok=(0, 1))
+        code = self.cli(argv + (["--resume"] if (out / "search.json").is_file() else []), ok=(0, 1))
         if code == 0:
             self.log(f"    the best configuration: {out / 'best.yaml'}; use it with "
                      f"`unlearn schedule run --config {out / 'best.yaml'}`")
