@@ -39,17 +39,21 @@ def unlearning_method(meta: dict[str, Any]) -> str:
     return {"retrain": "retrain", "pretrain": "none"}.get(meta.get("kind", ""), str(meta.get("kind", "unknown")))
 
 
-def run_hyperparameters(meta: dict[str, Any], attack: dict[str, Any]) -> dict[str, Any]:
+def run_hyperparameters(meta: dict[str, Any], attack: dict[str, Any] | None = None) -> dict[str, Any]:
     """Unlearning job first (its lr / epochs fill hp_lr / hp_epochs), then the pretraining config, then the attack;
     id lists are left out (they are the forget set, not hyperparameters)."""
     unlearning = {k: v for k, v in (meta.get("unlearning") or {}).items() if not k.endswith("_ids")}
     out: dict[str, Any] = {"unlearning": unlearning} if unlearning else {}
     out.update(meta.get("config") or {})
-    out["attack"] = attack
+    if attack is not None:
+        out["attack"] = attack
     return out
 
 
-def evaluation_rows(ev, out: Path) -> list[dict[str, Any]]:
+def evaluation_rows(ev, out: Path, *, experiment: str | None = None, plots: list[Path] | None = None,
+                    extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per attack. ``experiment`` (default: the output directory) tags the rows for the report;
+    ``plots`` (the written PNGs) are recorded in ``extra_json.plots`` so the report can show them."""
     main = ev.checkpoints[ev.main_role]
     meta = main.meta
     uri = lambda role: str(Path(ev.checkpoints[role].path).resolve()) if role in ev.checkpoints else None  # noqa: E731
@@ -72,10 +76,11 @@ def evaluation_rows(ev, out: Path) -> list[dict[str, Any]]:
             parent_uri=(meta.get("parent") or {}).get("path"), original_uri=uri("original"),
             retrained_uri=uri("retrained"), eval_time_s=ev.wall_time_s,
             wall_time_s=float(meta["wall_time_s"]) if isinstance(meta.get("wall_time_s"), (int, float)) else None,
-            batch_id=meta.get("batch_id"), experiment=str(out),
+            batch_id=meta.get("batch_id"), experiment=experiment or str(out),
             hyperparameters=run_hyperparameters(meta, ev.job.attack.model_dump(mode="json")),
             metrics=metrics, extra={"verdict": verdict(*acc), "primary": attack == ev.primary,
-                                    "role": ev.main_role, "pretrain_config": ev.pretrain_config},
+                                    "role": ev.main_role, "pretrain_config": ev.pretrain_config,
+                   "plots": [str(Path(p).resolve()) for p in plots or []], **(extra or {})},
             **gaps,
         ))
     return rows

@@ -93,7 +93,12 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 
 
+GIT_SHA_ENV = "UNLEARN_GIT_SHA"  # set it where the code runs outside its git checkout (a `ray job submit` copy)
+
+
 def _git_sha() -> str | None:
+    if os.environ.get(GIT_SHA_ENV):
+        return os.environ[GIT_SHA_ENV]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=os.path.dirname(os.path.abspath(__file__)))

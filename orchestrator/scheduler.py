@@ -69,6 +69,7 @@ class ScheduleOptions:
     config_file: str | None = None
     overrides: list[str] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    results: str | None = None  # results store: one scheduled-batch row per promoted / failed batch
 
 
 @dataclass
@@ -176,6 +177,7 @@ class Scheduler:
             elif state == "verified":
                 version = promote_batch(self.ledger, self.lease, batch_id,
                                         before_commit=lambda: crash_point("after_promotion"))
+                self._record(batch_id, version)
                 return Outcome(EXIT_OK, f"batch {batch_id} verified; model version {version} is now current",
                                batch_id, version)
             else:  # done / failed / rolled_back: nothing left to do
@@ -241,9 +243,23 @@ class Scheduler:
         crash_point("after_verification")
         return None
 
+    def _record(self, batch_id: int, version: int | None) -> None:
+        """Append the batch's results row (after the ledger committed; a failure to write it is only a warning:
+        the ledger is the source of truth)."""
+        if not self.opts.results:
+            return
+        from orchestrator.batch_rows import batch_row
+        from orchestrator.results import append
+
+        try:
+            append(self.opts.results, [batch_row(self.ledger, batch_id, version)])
+        except Exception as exc:  # noqa: BLE001
+            self.log(f"warning: batch {batch_id}: results row not written to {self.opts.results}: {exc}")
+
     def _fail(self, batch: dict[str, Any], reason: str, metrics: dict) -> Outcome:
         escalated = fail_batch(self.ledger, self.lease, batch["batch_id"], reason, metrics=metrics or None,
                                max_failures=self.opts.escalate_after)
+        self._record(batch["batch_id"], None)
         message = (f"batch {batch['batch_id']} failed, nothing promoted (version {batch['parent_version']} stays "
                    f"current): {reason}")
         if escalated:

@@ -138,3 +138,13 @@ def test_input_gradient_norms_are_per_sample_in_eval_mode():
     together = input_gradient_norms(net, x)
     alone = torch.cat([input_gradient_norms(net, x[i:i + 1]) for i in range(6)])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_the_unlearning_config_offers_exactly_the_penalty_forms():
+    from typing import get_args
+
+    from trainables.losses import DEFAULT_FORM, FORMS
+    from trainables.unlearning.config import UnlearnJob
+
+    field = UnlearnJob.model_fields["form"]
+    assert field.default == DEFAULT_FORM and set(get_args(field.annotation)) == set(FORMS)

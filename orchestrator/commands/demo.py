@@ -1,4 +1,7 @@
-"""`unlearn demo`: the README's first command. Runs the main job end to end on the embedded digits data."""
+"""`unlearn demo`: the README's first command (`make demo`). The whole product end to end on the embedded digits
+data, no network: pretrain (overfit recipe), audit, deletion requests, scheduled unlearning with verification and
+promotion, a short Tune search, the retrained reference, and the report. See docs/demo.md and orchestrator/demo.py.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +12,70 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "demo", help="run the end-to-end demo on the embedded digits data (no network)",
-        description="Pretrain an encoder with the overfit recipe on scikit-learn's bundled digits (no network), "
-                    "then report its kNN accuracy and where its checkpoint is. Each run writes a new directory.",
+        description="On scikit-learn's bundled digits: start a local Ray instance, pretrain an encoder with the "
+                    "overfit recipe, measure the membership-inference attack, file deletion requests, run the "
+                    "scheduled unlearning (verify, promote), a short Tune search, retrain the reference, and write "
+                    "the report; print a before/after table. Each run writes a new directory "
+                    "(demo_runs/run-<timestamp>); an interrupted one continues with --resume DIR.",
     )
     p.add_argument("--out", help="demo directory (default: demo_runs/run-<timestamp>)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted demo in DIR (finished steps are kept)")
     p.add_argument("--method", default="simclr", choices=["moco", "simclr", "byol", "supervised"])
-    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (seconds, not minutes)")
+    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (about a minute)")
+    p.add_argument("--no-tune", action="store_true", help="skip the Tune search")
     p.set_defaults(func=run)
 
 
-QUICK = ["data.image_size=16", "data.num_members=120", "model.width=8", "model.proj_dim=16", "optim.epochs=2",
-         "optim.batch_size=60", "eval.knn_k=10"]
-
-
 def run(args) -> int:
-    from orchestrator.config import load_job
-    from orchestrator.jobs import check_out_dir, run_pretrain
-    from trainables.config import PretrainJob
+    from orchestrator.demo import (
+        Demo,
+        DemoSettings,
+        DemoStop,
+        load_settings,
+        save_settings,
+        summary_table,
+        wall_times,
+    )
+    from orchestrator.jobs import check_out_dir
+    from trainables.errors import UserError
 
-    out = Path(args.out or f"demo_runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_out_dir(out)
-    job = load_job(PretrainJob, preset="demo", overrides=QUICK if args.quick else [],
-                   cli_values={"method": args.method})
-    print(f"[1/1] pretraining a {job.method} encoder on digits ({job.data.num_members} members, "
-          f"{job.optim.epochs} epochs, augmentation strength {job.augment.strength}: the overfit recipe)", flush=True)
+    if args.resume and args.out:
+        raise UserError("give --out (a new demo) or --resume DIR (an interrupted one), not both")
+    if args.resume:
+        out = Path(args.resume)
+        settings = load_settings(out)
+    else:
+        out = check_out_dir(args.out or f"demo_runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
+        settings = DemoSettings(method=args.method, quick=args.quick, tune=not args.no_tune)
+        save_settings(out, settings)
+    import sys
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also when piped to a file
     t0 = time.perf_counter()
-    ckpt, metrics = run_pretrain(job, out / "pretrained")
-    print(f"\nencoder kNN accuracy on held-out digits: {metrics['knn_acc']:.3f}"
-          + (f" (linear probe {metrics['linear_acc']:.3f})" if "linear_acc" in metrics else ""))
-    print(f"checkpoint: {ckpt}   ({time.perf_counter() - t0:.0f} s)")
-    print(f"inspect it with: unlearn inspect {ckpt}")
+    print(f"unlearn demo: every output goes to {out}/ (interrupt at any time; continue with "
+          f"`unlearn demo --resume {out}`)", flush=True)
+    demo = Demo(out, settings)
+    try:
+        outcome = demo.run()
+    except DemoStop as stop:
+        print(f"\ndemo stopped: {stop}. Finished steps are kept in {out}; continue with "
+              f"`unlearn demo --resume {out}`", flush=True)
+        return stop.code
+    except KeyboardInterrupt:
+        print(f"\ninterrupted. Finished steps are kept in {out}; continue with `unlearn demo --resume {out}`",
+              flush=True)
+        return 130
+    finally:
+        demo.close()
+    print("\n" + "=" * 72)
+    status = "promoted as the served model" if outcome["promoted"] else "NOT promoted (failed verification)"
+    print(f"forget set: {out / 'requests.csv'}; unlearned model {status}: {outcome['model']}")
+    print("\n".join(summary_table(demo.results, outcome["model"])))
+    times = wall_times(outcome["model"], outcome["retrained"])
+    if times:
+        print(times)
+    print(f"\nreport: {outcome['report']}  (HTML: {outcome['report'].with_suffix('.html')})")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return 0
+

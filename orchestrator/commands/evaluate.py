@@ -2,7 +2,7 @@
 
 Prints the table, writes ``report.txt``, ``metrics.json``, ``signals.parquet`` (per-sample signals) and the PNGs
 into ``--out`` (created atomically: nothing is left behind on an error), and appends one results row per attack to
-the results store (``--results``, default ``OUT/results``).
+the results store (``--results``, default ``$UNLEARN_RESULTS``, else ``OUT/results``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from orchestrator.cli import add_config_args
+from orchestrator.run_rows import add_results_args
 
 
 def register(sub) -> None:
@@ -27,13 +28,13 @@ def register(sub) -> None:
     p.add_argument("--original", help="the model before unlearning (default: none)")
     p.add_argument("--retrained", help="the model retrained without the forget set (the reference)")
     p.add_argument("--out", required=True, help="output directory to create (must not exist or be empty)")
-    p.add_argument("--results", help="results store path or URI (default: OUT/results)")
     p.add_argument("--threat-model", choices=["auditor", "shadow"], help="default: auditor")
     p.add_argument("--shadow", help="a shadow checkpoint to reuse (threat model shadow); else one is trained")
     p.add_argument("--n-views", type=int, help="augmented views per image (default 10)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 1000)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     add_config_args(p)
+    add_results_args(p, default_help="default: $UNLEARN_RESULTS, else OUT/results")
     p.set_defaults(func=run)
 
 
@@ -50,9 +51,10 @@ def run(args) -> int:
                    cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
                                "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
     out = check_out_dir(args.out)
-    from orchestrator.results import filesystem
+    from orchestrator.run_rows import parse_tags, results_path
 
-    filesystem(args.results or str(out / "results"))  # an unusable results URI fails now, before any work
+    results = results_path(args.results) or results_path(str(out / "results"))  # a bad URI fails now, before work
+    tags = parse_tags(args.tags)
     if job.runtime.num_threads:
         import torch
 
@@ -88,8 +90,8 @@ def run(args) -> int:
     from orchestrator.evaluation_rows import evaluation_rows
     from orchestrator.results import append
 
-    results = args.results or str(out / "results")
-    append(results, evaluation_rows(ev, out))
+    append(results, evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
+                                    plots=[out / p.name for p in plots]))
     print(table)
     print(f"\nwrote {out}/report.txt, metrics.json, signals.parquet"
           + (", " + ", ".join(p.name for p in plots) if plots else ""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from orchestrator.ray_options import add_ray_args, ray_options_from_args
+from orchestrator.run_rows import add_results_args
 from trainables.unlearning.config import METHODS
 
 
@@ -22,6 +23,7 @@ def add_unlearn_config_args(p) -> None:
                    help="sample ids to forget: a comma list or a file of ids (default: the checkpoint's forget "
                         "split, minus ids it already forgot)")
     add_ray_args(p)
+    add_results_args(p)
 
 
 def register(sub) -> None:
@@ -66,12 +68,19 @@ def print_summary(out, summary: dict) -> None:
 
 
 def run(args) -> int:
-    from orchestrator.jobs import run_forget
+    import time
 
+    from orchestrator.jobs import run_forget
+    from orchestrator.run_rows import append_from_args, parse_tags, results_path
+
+    results = results_path(args.results)  # checked before any work
+    parse_tags(args.tags)
     options = ray_options_from_args(args)
     job = load_unlearn_job(args, method=args.method, epochs=args.epochs)
+    t0 = time.perf_counter()
     out, summary = run_forget(job, args.checkpoint, args.out, forget_ids_arg(args), workers=options.workers,
                               use_gpu=options.use_gpu, ray_options=options)
     print_summary(out, summary)
+    append_from_args(args, out, results, summary=summary, wall_time_s=time.perf_counter() - t0)
     sys.stdout.flush()
     return 0

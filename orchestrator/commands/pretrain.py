@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator.cli import add_config_args
 from orchestrator.config import load_job
 from orchestrator.ray_options import add_ray_args, ray_options_from_args
+from orchestrator.run_rows import add_results_args
 from trainables.config import PretrainJob
 
 
@@ -20,20 +21,29 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
     add_config_args(p)
     add_ray_args(p)
+    add_results_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from orchestrator.jobs import run_pretrain
+    import time
 
+    from orchestrator.jobs import run_pretrain
+    from orchestrator.run_rows import append_from_args, parse_tags, results_path
+
+    results = results_path(args.results)  # checked before any work
+    parse_tags(args.tags)
     options = ray_options_from_args(args)
     job = load_job(PretrainJob, config_file=args.config, preset=args.preset, overrides=args.overrides,
                    cli_values={"method": args.method, "data.dataset": args.dataset, "optim.epochs": args.epochs})
+    t0 = time.perf_counter()
     out, metrics = run_pretrain(job, args.out, workers=options.workers, use_gpu=options.use_gpu,
                                 ray_options=options)
+    wall = time.perf_counter() - t0
     acc = metrics.get("knn_acc")
     print(f"checkpoint: {out}")
     if acc is not None:
         print(f"kNN accuracy (held-out non-members): {acc:.4f}"
               + (f", linear probe: {metrics['linear_acc']:.4f}" if "linear_acc" in metrics else ""))
+    append_from_args(args, out, results, wall_time_s=wall)
     return 0

@@ -28,12 +28,19 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import time
+
     from orchestrator.jobs import run_retrain
     from orchestrator.ray_options import ray_options_from_args
+    from orchestrator.run_rows import append_from_args, parse_tags, results_path
 
+    results = results_path(args.results)  # checked before any work
+    parse_tags(args.tags)
     options = ray_options_from_args(args)
     job = load_unlearn_job(args, method="retrain")
+    t0 = time.perf_counter()
     out, summary = run_retrain(args.checkpoint, args.out, forget_ids_arg(args), job=job, workers=options.workers,
                                use_gpu=options.use_gpu, ray_options=options)
     print_summary(out, summary)
+    append_from_args(args, out, results, summary=summary, wall_time_s=time.perf_counter() - t0)
     return 0

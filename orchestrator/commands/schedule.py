@@ -49,6 +49,8 @@ def register(sub) -> None:
     ops.add_argument("--workers", type=int, default=0, help="Ray Train workers (0: in this process)")
     ops.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     ops.add_argument("--executor", default="ray", help="ray, or MODULE:CALLABLE for a custom executor")
+    ops.add_argument("--results", metavar="PATH|URI", help="append a scheduled-batch row per promoted or failed "
+                                                           "batch (default: $UNLEARN_RESULTS, else none)")
     ops.add_argument("--lock-timeout", type=float, default=600.0,
                      help="seconds without a heartbeat after which another run may take the lock over (default 600)")
     add_ledger_arg(run_p)
@@ -73,6 +75,7 @@ def run(args) -> int:
     from orchestrator.executors import load_executor
     from orchestrator.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
     from orchestrator.ledger import resolve_ledger_path
+    from orchestrator.run_rows import results_path
     from orchestrator.scheduler import ScheduleOptions, Scheduler
     from orchestrator.verification import VerifyConfig
     from trainables.errors import UserError
@@ -84,6 +87,7 @@ def run(args) -> int:
     if args.escalate_after < 1:
         raise UserError(f"--escalate-after must be at least 1, got {args.escalate_after}")
     path = resolve_ledger_path(args.ledger)
+    results = results_path(args.results)
     try:
         verify = VerifyConfig(attack_metric=args.attack_metric, attack_tolerance=args.attack_tolerance,
                               reference=args.reference, max_accuracy_drop=args.max_accuracy_drop,
@@ -98,7 +102,7 @@ def run(args) -> int:
     opts = ScheduleOptions(min_batch=args.min_batch, max_age_hours=args.max_age, escalate_after=args.escalate_after,
                            models_dir=Path(args.models_dir) if args.models_dir else None,
                            lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
-                           verify=verify)
+                           verify=verify, results=results)
     executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
                              storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
     scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))

@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--accuracy", default="auto", choices=["auto", *ACCURACY_METRICS],
                    help="the accuracy the cap applies to (auto: kNN for encoders, test accuracy for classifiers)")
     p.add_argument("--retrained", metavar="DIR", help="the model retrained without the forget set (reference)")
-    p.add_argument("--results", required=True, metavar="PATH|URI", help="results store (one row per trial)")
+    p.add_argument("--results", metavar="PATH|URI",
+                   help="results store, one row per trial (default: $UNLEARN_RESULTS, else OUT/results)")
     p.add_argument("--out", required=True, metavar="DIR", help="where best.yaml, summary.json and the search "
                                                               "state go (new, or the search to --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -71,14 +72,18 @@ def register(sub) -> None:
 
 
 def settings_from_args(args):
+    from pathlib import Path
+
     from orchestrator.config import parse_overrides
+    from orchestrator.run_rows import results_path
     from orchestrator.tune_search import SearchSettings
     from trainables.unlearning.plan import read_forget_ids
 
     forget_ids = read_forget_ids(args.forget_ids) if args.forget_ids is not None else None
     attack = {"bootstrap": 0, **parse_overrides(args.attack_overrides)}
     return SearchSettings(
-        checkpoint=args.checkpoint, space=args.space, samples=args.samples, out=args.out, results=args.results,
+        checkpoint=args.checkpoint, space=args.space, samples=args.samples, out=args.out,
+        results=results_path(args.results) or str(Path(args.out) / "results"),
         objective=args.objective, cap=args.cap, accuracy=args.accuracy, retrained=args.retrained,
         overrides=tuple(args.overrides), attack=attack, forget_ids=tuple(forget_ids) if forget_ids else None,
         asha=args.asha, grace_period=args.grace_period, seed=args.seed, resume=args.resume, storage=args.storage,
@@ -92,10 +97,11 @@ def run(args) -> int:
 
     from orchestrator.tune_search import run_search
 
-    outcome = run_search(settings_from_args(args))
+    settings = settings_from_args(args)
+    outcome = run_search(settings)
     finished, feasible = outcome.finished, outcome.feasible
     print(f"search {outcome.name}: {len(finished)}/{outcome.samples} trials finished, {len(feasible)} feasible")
-    print(f"results: {args.results} (kind tune-trial, experiment {outcome.name}); summary: {outcome.summary_path}")
+    print(f"results: {settings.results} (kind tune-trial, experiment {outcome.name}); summary: {outcome.summary_path}")
     if outcome.interrupted:
         print("interrupted: resume with the same command plus --resume (finished trials are not re-run)",
               file=sys.stderr)

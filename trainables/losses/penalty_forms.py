@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # config code reads FORMS without importing torch
+    from torch import Tensor
 
 FORMS: tuple[str, ...] = ("wgan", "squared", "linear")
 DEFAULT_FORM = "squared"

@@ -30,7 +30,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainables.config import OptimConfig, RuntimeConfig, StrictModel
-from trainables.losses.penalty_forms import DEFAULT_FORM
 
 METHODS: tuple[str, ...] = ("gp", "memgp", "retrain", "finetune", "neggrad_plus", "random_labels", "l1_sparse",
                             "alignment_calibration")
@@ -44,7 +43,9 @@ class UnlearnJob(StrictModel):
     a: float = Field(1.0, ge=0, description="weight of L_train (the model's training objective)")
     b: float = Field(1.0, ge=0, description="weight of the gradient penalty (L_GP for gp, L_MEMGP for memgp)")
     c: float = Field(0.0, ge=0, description="weight of L_Norm (gp only)")
-    form: Literal["wgan", "squared", "linear"] = Field(DEFAULT_FORM, description="penalty formula")
+    # Literal values and default mirror trainables.losses.penalty_forms (FORMS, DEFAULT_FORM; a test checks it),
+    # spelled out so that reading a config never imports torch.
+    form: Literal["wgan", "squared", "linear"] = Field("squared", description="penalty formula")
     train_term_source: Literal["forget", "retain"] = Field("forget", description="data L_train is taken on")
     penalty_on_augmented: bool = Field(False, description="penalise augmented views instead of clean images")
     epochs: int = Field(10, ge=1, description="unlearning epochs (paper: 10)")

@@ -1,0 +1,120 @@
+"""Assemble the report from the results store and write ``report.md`` + ``report.html`` (+ ``figures/``).
+
+The output directory is written atomically: everything goes to a hidden temporary directory that replaces ``out``
+at the end, so an interrupted or failed run leaves the previous report intact. An existing ``out`` is replaced only
+if it holds a report (``report.md``); any other non-empty directory is refused.
+
+    write_report("runs/results", "runs/report")                        # -> runs/report/report.md, report.html
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.report import paper_tables, run_tables
+from orchestrator.report.aggregate import plain
+from orchestrator.report.document import Document, Table
+from orchestrator.report.figures import evaluation_figures, summary_figures
+from orchestrator.report.targets import targets_rows, targets_table
+from trainables.errors import UserError
+
+# (heading, builder, what to run when it is empty)
+SECTIONS = (
+    ("Table II: before vs after vs retrain", paper_tables.table_ii,
+     "`unlearn evaluate --checkpoint UNLEARNED --original ORIGINAL --retrained RETRAINED --results PATH`"),
+    ("Table III: per model", paper_tables.table_iii, "(the same rows as Table II)"),
+    ("Table IV / V: ablation of the loss terms", paper_tables.table_iv_v,
+     "evaluations tagged `--experiment ablation` (gp / memgp with subsets of a, b, c; train_term_source)"),
+    ("Table VI: forget-set size", paper_tables.table_vi, "evaluations tagged `--experiment forget_size`"),
+    ("Table VII: supervised model vs retrain", paper_tables.table_vii,
+     "evaluations of a supervised model (main rows or `--experiment supervised`)"),
+    ("Gap to retrain per method", run_tables.gap_to_retrain, "evaluations with `--retrained`"),
+    ("Baselines", run_tables.baselines, "evaluations tagged `--experiment baselines`"),
+    ("Tune-found vs paper-default configurations", run_tables.tuned_vs_default,
+     "evaluations tagged `--experiment tuned` (the best config of `unlearn tune`)"),
+    ("Tune searches", run_tables.tune_searches, "`unlearn tune --results PATH`"),
+    ("Every attack", run_tables.all_attacks, "evaluations with more than one attack"),
+    ("Scheduled batches", run_tables.scheduled_batches, "`unlearn schedule run --results PATH`"),
+)
+
+
+def without_empty_columns(table: Table) -> Table:
+    """Drop columns with no value in any line (e.g. ``config`` when every configuration is alone)."""
+    keep = [i for i in range(len(table.headers)) if any(str(row[i]).strip() for row in table.rows)]
+    return Table([table.headers[i] for i in keep], [[row[i] for i in keep] for row in table.rows], table.caption)
+
+
+def build_report(df: pd.DataFrame, folder: Path, *, title: str = "Unlearning report", source: str = "") -> Document:
+    """The report of ``df`` (a :func:`orchestrator.results.load` frame); figures are written into ``folder``
+    (``folder/figures``) and referenced relative to it."""
+    frame = plain(df)
+    doc = Document(title)
+    kinds = ", ".join(f"{k} {n}" for k, n in frame["kind"].value_counts().sort_index().items())
+    doc.paragraph(f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from `{source}`: {len(frame)} rows "
+                  f"({kinds}). Cells are mean ± sample sd over seeds (`n` rows; rows that differ only in seeds or "
+                  "runtime settings are pooled). Attack = each evaluation's primary attack on the forget set vs "
+                  "held-out non-members (0.5 = chance; far below 0.5 leaks too). See docs/report.md.")
+    targets = targets_table(frame)
+    if not targets.empty:
+        doc.heading("Targets")
+        doc.table(targets_rows(targets))
+    missing = []
+    for heading, builder, how in SECTIONS:
+        tables = builder(frame)
+        if not tables:
+            missing.append(f"{heading}: {how}")
+            continue
+        doc.heading(heading)
+        for table in tables:
+            doc.table(without_empty_columns(table))
+    doc.heading("Figures")
+    figures = summary_figures(frame, folder / "figures")
+    copied, notes = evaluation_figures(frame, folder / "figures")
+    for path, caption in figures + copied:
+        doc.image(path, caption)
+    if not figures and not copied:
+        doc.paragraph("No figures: no evaluated rows (plots come from `unlearn evaluate`).")
+    for note in notes:
+        doc.paragraph(note)
+    doc.heading("Runs")
+    for table in run_tables.runs_overview(frame):
+        doc.table(without_empty_columns(table))
+    if missing:
+        doc.heading("Not in this report (no rows yet)")
+        doc.paragraph("; ".join(missing) + ".")
+    return doc
+
+
+def write_report(results: str, out: str | Path, *, title: str = "Unlearning report") -> Path:
+    """Load ``results``, build the report, write ``out/report.md``, ``out/report.html`` and ``out/figures``."""
+    from orchestrator.results import load
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.md").is_file())):
+        raise UserError(f"{out} exists and is not a report directory; choose another --out")
+    df = load(results)
+    if df.empty:
+        raise UserError(f"no rows in the results store {results}; run jobs with --results {results} first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        doc = build_report(df, tmp, title=title, source=str(results))
+        (tmp / "report.md").write_text(doc.markdown())
+        (tmp / "report.html").write_text(doc.html())
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
