@@ -249,13 +249,20 @@ def baselines_table(rows: pd.DataFrame) -> str:
     return _table(header, lines)
 
 
+def _words(frame: pd.DataFrame, column: str) -> str:
+    """The distinct values of a text column ("-" when the column is absent)."""
+    if column not in frame:
+        return "-"
+    return ", ".join(sorted({str(v) for v in frame[column].dropna()})) or "-"
+
+
 def tuned_table(rows: pd.DataFrame) -> str:
     """The configuration ``unlearn tune`` found (validation protocol) beside the paper's defaults, same seeds."""
     tuned = rows[rows["experiment"] == "tuned"]
     if tuned.empty:
         return "_no rows yet_"
-    header = ["model", "weights", "a", "b", "lr", "epochs", "accuracy after", "MIA acc after", "retrained MIA",
-              "gap to retrain", "seeds"]
+    header = ["model", "weights", "a", "b", "form", "L_train on", "lr", "epochs", "accuracy after", "MIA acc after",
+              "retrained MIA", "gap to retrain", "seeds"]
     lines = []
     for model in _order(tuned["model"]):
         seeds = set(tuned[tuned["model"] == model]["hp_seed"])
@@ -264,7 +271,7 @@ def tuned_table(rows: pd.DataFrame) -> str:
                              & rows["experiment"].isin(["main", "supervised", "tuned"])].groupby("label"):
             util = _utility_cols(model)[0][0]
             lines.append([MODEL_NAMES.get(model, model), label, ms(g["hp_a"].unique()), ms(g["hp_b"].unique(), 4),
-                          ms(g["hp_lr"].unique(), 5), ms(g["hp_epochs"].unique(), 0), ms(g[f"after_{util}"]),
+                          _words(g, "hp_form"), _words(g, "hp_train_term_source"), ms(g["hp_lr"].unique(), 5), ms(g["hp_epochs"].unique(), 0), ms(g[f"after_{util}"]),
                           ms(g["after_mia_accuracy"]), ms(g["retrain_mia_accuracy"]), ms(g["gap_mia_accuracy"]),
                           str(g["hp_seed"].nunique())])
     return _table(header, lines)
