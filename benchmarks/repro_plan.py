@@ -32,7 +32,9 @@ from typing import Any
 TABLES = ("main", "supervised", "ablation", "forget_size", "baselines", "tuned")
 ENCODERS = ("moco", "simclr", "byol")
 FORGET_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
-BASELINES = ("finetune", "neggrad_plus", "l1_sparse", "alignment_calibration")
+BASELINES = ("finetune", "neggrad_plus", "l1_sparse", "alignment_calibration", "random_labels")
+# view agreement is an encoder objective; relabelling needs class labels (a classifier)
+ENCODER_ONLY, CLASSIFIER_ONLY = {"alignment_calibration"}, {"random_labels"}
 PAPER_FORGET_FRACTION = 0.2
 
 # The overfit preset (lr 3e-3, strength 0.2, Adam, batch 128, 150 epochs; calibrated on SimCLR, docs/evaluation.md)
@@ -165,8 +167,8 @@ def build_plan(settings: Settings) -> list[Cell]:
         for seed in settings.baseline_seeds or first:
             for model in models:
                 for method in BASELINES:
-                    if method == "alignment_calibration" and model == "supervised":
-                        continue  # view agreement is an encoder objective
+                    if method in (ENCODER_ONLY if model == "supervised" else CLASSIFIER_ONLY):
+                        continue
                     cells.append(Cell("baselines", model, seed, method, {"method": method}))
     if "tuned" in settings.tables:
         models = list(settings.models) + (["supervised"] if "supervised" in settings.tables else [])

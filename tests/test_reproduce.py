@@ -95,4 +95,6 @@ def test_plan_order_keys_and_dependencies(tmp_path):
     # tuned cells of every seed wait for one search on the first seed's original model
     assert by_name["tuned/simclr/s1/tuned"].deps[-1] == "tune/simclr/s0"
     assert by_name["tune/simclr/s0"].deps == ["pretrain/simclr/s0"]
-    assert "alignment_calibration" not in {c.label for c in cells if c.model == "supervised"}
+    baselines = {(c.model, c.label) for c in cells if c.experiment == "baselines"}
+    assert ("supervised", "random_labels") in baselines and ("simclr", "alignment_calibration") in baselines
+    assert ("supervised", "alignment_calibration") not in baselines and ("simclr", "random_labels") not in baselines
