@@ -94,7 +94,7 @@ class RayExecutor:
         device = resolve_device(_unlearn_job_type().model_validate(config["job"]).runtime.device)
 
         def attack(model, ids) -> dict[str, float]:
-            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=cfg.attack,
+            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=cfg.attack.for_model(pretrain.method),
                                        model_config=cand.meta["config"], device=device)
 
         key = f"mia_{cfg.attack_metric}"

@@ -159,3 +159,24 @@ def test_bad_input_exits_2_and_writes_nothing(checkpoints, tmp_path, capsys, cas
     if case != "out_exists":
         assert not out.exists()
     assert not list(tmp_path.glob(".eval.tmp-*"))
+
+
+def test_a_classifier_is_audited_with_the_confidence_attack_first_unless_told_otherwise(tmp_path):
+    """The default attack order suits encoders; a classifier's primary attack (mia_*, the ledger's verification,
+    the tuning objective) is the confidence attack, and the numbers are that attack's own."""
+    from trainables.attacks.config import ATTACKS, AttackConfig, EvaluateJob
+    from trainables.eval.report import evaluate_checkpoints
+
+    job = tiny_job("supervised", data={"num_members": 120, "num_nonmembers": 160}, optim={"epochs": 2},
+                   eval={"knn_every": 0})
+    model, history, spec, _, splits = pretrain_task(job, LoopContext(progress=False, log=lambda m: None))
+    pre = save_checkpoint(tmp_path / "sup", model, spec=spec, meta=checkpoint_meta(job, "pretrain", history),
+                          splits=splits)
+    fast = {"bootstrap": 0, "n_views": 3}
+    ev = evaluate_checkpoints({"checkpoint": str(pre)}, EvaluateJob(attack=fast, plots=False, utility=False))
+    assert ev.primary == "confidence" and ev.job.attack.attacks[0] == "confidence"
+    report = ev.reports[next(iter(ev.reports))]
+    assert set(report.attacks) == set(ATTACKS)
+    explicit = EvaluateJob(attack={**fast, "attacks": ["encodermi_vector", "confidence"]}, plots=False, utility=False)
+    assert evaluate_checkpoints({"checkpoint": str(pre)}, explicit).primary == "encodermi_vector"
+    assert AttackConfig().for_model("simclr").attacks == list(ATTACKS)  # encoders keep EncoderMI first

@@ -13,6 +13,9 @@ from pydantic import Field
 from trainables.config import EvalConfig, RuntimeConfig, StrictModel
 
 ATTACKS: tuple[str, ...] = ("encodermi_vector", "encodermi_threshold", "confidence", "combined")
+# A classifier's membership signal is in its confidence (the paper's supervised MIA): on the CIFAR-10 reproduction
+# the confidence attack reads 0.84 where EncoderMI reads 0.56, so the default order puts it first for classifiers.
+CLASSIFIER_ATTACKS: tuple[str, ...] = ("confidence", "encodermi_vector", "encodermi_threshold", "combined")
 
 
 class AttackConfig(StrictModel):
@@ -40,6 +43,17 @@ class AttackConfig(StrictModel):
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0: none)")
     batch_size: int = Field(256, ge=1)
     seed: int = 0
+
+    def for_model(self, method: str | None) -> AttackConfig:
+        """These settings for a model pretrained with ``method``: with the default attack order, a classifier
+        (``supervised``) gets the confidence attack as its primary one; an explicit other order is kept.
+
+        >>> AttackConfig().for_model("supervised").attacks[0]
+        'confidence'
+        """
+        if method == "supervised" and tuple(self.attacks) == ATTACKS:
+            return self.model_copy(update={"attacks": list(CLASSIFIER_ATTACKS)})
+        return self
 
 
 class EvaluateJob(StrictModel):

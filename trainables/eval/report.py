@@ -195,6 +195,7 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
     forget = forget_ids_of(main_ck)
     _cross_check(checkpoints, main, forget)
     config = _pretrain_config(checkpoints)
+    job = job.model_copy(update={"attack": job.attack.for_model(config.get("method"))})  # classifiers: confidence
     data_cfg = DataConfig.model_validate(config["data"])
     source, splits = load_data(data_cfg, main_ck.splits)
     device = resolve_device(job.runtime.device)

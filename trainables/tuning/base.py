@@ -110,7 +110,7 @@ def prepare_search_base(checkpoint_dir: str | Path, probe_job: UnlearnJob, *, sc
     state = {k: v.detach().cpu().clone() for k, v in run.checkpoint.model.state_dict().items()}
     base = SearchBase(run.checkpoint.meta["model_spec"], state, run.checkpoint.meta, run.checkpoint.splits,
                       str(Path(checkpoint_dir).resolve()), run.source, run.pretrain_job, run.plan, view,
-                      as_attack_config(attack), scoring, original={})
+                      as_attack_config(attack).for_model(run.pretrain_job.method), scoring, original={})
     base.original = base.evaluate(run.checkpoint.model, device)
     _log_model(log, "original", base.original, scoring.accuracy)
     if retrained is not None:
