@@ -93,8 +93,12 @@ class RayExecutor:
         source, _ = load_data(pretrain.data, cand.splits)
         device = resolve_device(_unlearn_job_type().model_validate(config["job"]).runtime.device)
 
+        from trainables.eval.forgetting import as_attack_config
+
+        attack_config = as_attack_config(cfg.attack).for_model(pretrain.method)  # classifiers: confidence first
+
         def attack(model, ids) -> dict[str, float]:
-            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=cfg.attack.for_model(pretrain.method),
+            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=attack_config,
                                        model_config=cand.meta["config"], device=device)
 
         key = f"mia_{cfg.attack_metric}"
