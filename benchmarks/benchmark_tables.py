@@ -18,9 +18,10 @@ import json
 import numpy as np
 import pandas as pd
 
+from orchestrator.report.targets import target_met
+
 MODEL_NAMES = {"moco": "MoCo", "simclr": "SimCLR", "byol": "BYOL", "supervised": "Supervised CNN"}
 MODEL_ORDER = ["moco", "simclr", "byol", "supervised"]
-TARGET_BEFORE, TARGET_GAP, TARGET_DROP = 0.75, 0.05, 0.10
 
 
 def _order(models) -> list[str]:
@@ -127,11 +128,11 @@ def target_groups(rows: pd.DataFrame):
 def target_checks(m: pd.DataFrame, model: str) -> dict[str, bool]:
     """Each target met (True) or missed, on means over seeds; the distances are per seed (|after - retrained| of
     each seed, then averaged), so seeds that err on opposite sides do not cancel."""
-    after, eps = m["after_mia_accuracy"], 1e-9  # accuracies are multiples of 1/n: compare without float noise
-    return {"before": m["before_mia_accuracy"].mean() >= TARGET_BEFORE - eps,
-            "gap": (after - m["retrain_mia_accuracy"]).abs().mean() <= TARGET_GAP + eps,
-            "chance": (after - 0.5).abs().mean() <= TARGET_GAP + eps,
-            "drop": _drop(m, model).mean() <= TARGET_DROP + eps}
+    after = m["after_mia_accuracy"]
+    return {"before": target_met("before", m["before_mia_accuracy"].mean()),
+            "gap": target_met("vs_retrain", (after - m["retrain_mia_accuracy"]).abs().mean()),
+            "chance": target_met("vs_chance", (after - 0.5).abs().mean()),
+            "drop": target_met("drop", _drop(m, model).mean())}
 
 
 def targets_table(rows: pd.DataFrame) -> str:

@@ -25,6 +25,15 @@ EXPERIMENTS = ("main", "tuned", "supervised")
 METHODS = ("gp", "memgp")
 
 
+def target_met(name: str, value: float) -> bool:
+    """Whether a measured value (a mean over seeds; distances taken per seed first) meets target ``name``.
+    Attack accuracies are multiples of 1/n, so a value on the threshold is compared without float noise."""
+    eps = 1e-9
+    if name == "before":
+        return value >= TARGETS["before"] - eps
+    return value <= TARGETS[name] + eps
+
+
 def targets_table(df: pd.DataFrame, *, methods=METHODS, experiments=EXPERIMENTS) -> pd.DataFrame:
     """One line per dataset / model / method / experiment / configuration: the measured values (means over seeds,
     ``n`` rows), and ``met_<target>`` booleans (None when a value is missing), ``all_met``. Rows with an
@@ -39,12 +48,9 @@ def targets_table(df: pd.DataFrame, *, methods=METHODS, experiments=EXPERIMENTS)
     metrics = ["before_mia_accuracy", "after_mia_accuracy", "retrain_mia_accuracy", "before_util", "after_util",
                "vs_retrain", "vs_chance", "drop"]
     out = summarise(rows, ["dataset", "model", "method", "experiment"], metrics)
-    checks = {"before": ("before_mia_accuracy", lambda v: v >= TARGETS["before"]),
-              "vs_retrain": ("vs_retrain", lambda v: v <= TARGETS["vs_retrain"]),
-              "vs_chance": ("vs_chance", lambda v: v <= TARGETS["vs_chance"]),
-              "drop": ("drop", lambda v: v <= TARGETS["drop"])}
-    for name, (column, ok) in checks.items():
-        out[f"met_{name}"] = [None if v is None or math.isnan(v) else bool(ok(v)) for v in out[column]]
+    checks = {"before": "before_mia_accuracy", "vs_retrain": "vs_retrain", "vs_chance": "vs_chance", "drop": "drop"}
+    for name, column in checks.items():
+        out[f"met_{name}"] = [None if v is None or math.isnan(v) else target_met(name, v) for v in out[column]]
     out["all_met"] = [all(out.loc[i, f"met_{n}"] in (True,) for n in checks) for i in out.index]
     return out
 
