@@ -180,3 +180,10 @@ def test_a_classifier_is_audited_with_the_confidence_attack_first_unless_told_ot
     explicit = EvaluateJob(attack={**fast, "attacks": ["encodermi_vector", "confidence"]}, plots=False, utility=False)
     assert evaluate_checkpoints({"checkpoint": str(pre)}, explicit).primary == "encodermi_vector"
     assert AttackConfig().for_model("simclr").attacks == list(ATTACKS)  # encoders keep EncoderMI first
+
+
+def test_an_attack_named_twice_runs_once():
+    from trainables.attacks.config import AttackConfig
+
+    assert AttackConfig(attacks=["confidence", "encodermi_threshold", "confidence"]).attacks == [
+        "confidence", "encodermi_threshold"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trainables.config import EvalConfig, RuntimeConfig, StrictModel
 
@@ -43,6 +43,11 @@ class AttackConfig(StrictModel):
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0: none)")
     batch_size: int = Field(256, ge=1)
     seed: int = 0
+
+    @field_validator("attacks")
+    @classmethod
+    def _each_attack_once(cls, attacks: list[str]) -> list[str]:
+        return list(dict.fromkeys(attacks))  # a repeated name would fit and score the same attack twice
 
     def for_model(self, method: str | None) -> AttackConfig:
         """These settings for a model pretrained with ``method``: with the default attack order, a classifier
