@@ -23,8 +23,12 @@ from benchmarks import benchmark_tables as bt  # noqa: E402
 def render(results: str) -> dict[str, str]:
     """Block name -> Markdown table."""
     from orchestrator.results import load
+    from trainables.errors import UserError
 
     df = load(results)
+    if df.empty or "kind" not in df or not (df["kind"] == "evaluate").any():
+        raise UserError(f"no evaluated cells in the results store {results}: run benchmarks/reproduce.py first "
+                        "(or pass the --results it wrote to)")
     rows = bt.evaluate_rows(df)
     primary = rows[rows["primary"]].reset_index(drop=True)
     return {
@@ -66,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source-name", help="how the results path is named in the file (default: --results)")
     p.add_argument("--print", action="store_true", help="print the tables instead of writing --out")
     args = p.parse_args(argv)
-    blocks = render(args.results)
+    from trainables.errors import UserError
+
+    try:
+        blocks = render(args.results)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.print:
         for name, table in blocks.items():
             print(f"## {name}\n\n{table}\n")

@@ -98,3 +98,11 @@ def test_plan_order_keys_and_dependencies(tmp_path):
     baselines = {(c.model, c.label) for c in cells if c.experiment == "baselines"}
     assert ("supervised", "random_labels") in baselines and ("simclr", "alignment_calibration") in baselines
     assert ("supervised", "alignment_calibration") not in baselines and ("simclr", "random_labels") not in baselines
+
+
+def test_benchmarks_md_from_an_empty_store_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    from benchmarks.make_benchmarks_md import main
+
+    out = tmp_path / "BENCHMARKS.md"
+    assert main(["--results", str(tmp_path / "no-results"), "--out", str(out)]) == 2
+    assert "no evaluated cells" in capsys.readouterr().err and not out.exists()
