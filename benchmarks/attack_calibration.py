@@ -23,12 +23,13 @@ import torch  # noqa: E402
 
 from orchestrator.config import load_job, parse_overrides  # noqa: E402
 from trainables.attacks.config import AttackConfig  # noqa: E402
+from trainables.audit.forgetting import evaluate_forgetting  # noqa: E402
 from trainables.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from trainables.config import PretrainJob  # noqa: E402
 from trainables.data.splits import Splits  # noqa: E402
-from trainables.eval.forgetting import evaluate_forgetting  # noqa: E402
+from trainables.jobs.common import checkpoint_meta, load_data, new_model  # noqa: E402
+from trainables.jobs.pretrain import pretrain_task  # noqa: E402
 from trainables.loops.context import LoopContext  # noqa: E402
-from trainables.tasks import checkpoint_meta, load_data, new_model, pretrain_task  # noqa: E402
 
 
 def pretrain_with_snapshots(job: PretrainJob, save_at: list[int], out: Path) -> None:
@@ -72,7 +73,7 @@ def attack_line(path: Path, cfg: AttackConfig, protocol: str = "audit") -> tuple
 def calibration_row(out: Path, save_at: list[int], metrics: dict[int, dict], protocol: str) -> dict:
     """A ``kind=pretrain`` results row (``experiment=calibration``) holding every snapshot's attack accuracy / AUC,
     so that BENCHMARKS.md's calibration table is generated like the others."""
-    from orchestrator.results import make_row
+    from orchestrator.results.store import make_row
     from trainables.checkpoint import read_meta
 
     meta = read_meta(out / f"e{max(save_at)}")
@@ -111,7 +112,7 @@ def main() -> None:
         line, metrics[e] = attack_line(out / f"e{e}", cfg, args.protocol)
         print(line, flush=True)
     if args.results:
-        from orchestrator.results import append
+        from orchestrator.results.store import append
 
         append(args.results, [calibration_row(out, save_at, metrics, args.protocol)])
         print(f"calibration row appended to {args.results}")

@@ -22,7 +22,7 @@ from benchmarks import benchmark_tables as bt  # noqa: E402
 
 def render(results: str) -> dict[str, str]:
     """Block name -> Markdown table."""
-    from orchestrator.results import load
+    from orchestrator.results.store import load
     from trainables.errors import UserError
 
     df = load(results)

@@ -1,10 +1,10 @@
 """Execute one reproduction task (see :mod:`benchmarks.repro_tasks`) through the Python APIs, write its results rows.
 
-- ``pretrain``: :func:`orchestrator.jobs.run_pretrain`, then one ``kind=pretrain`` row (wall time, peak memory).
-- ``retrain``: :func:`orchestrator.jobs.run_retrain` on the forget set of the task's fraction, one ``kind=retrain`` row.
-- ``tune``: :func:`orchestrator.tune_search.run_search` (``unlearn tune``) on the validation protocol; its rows are
+- ``pretrain``: :func:`orchestrator.run.jobs.run_pretrain`, then one ``kind=pretrain`` row (wall time, peak memory).
+- ``retrain``: :func:`orchestrator.run.jobs.run_retrain` on the forget set of the task's fraction, one ``kind=retrain`` row.
+- ``tune``: :func:`orchestrator.tune.search.run_search` (``unlearn tune``) on the validation protocol; its rows are
   ``tune-trial`` rows, its best config ``OUT/best.yaml``.
-- ``cell``: :func:`orchestrator.jobs.run_forget`, then :func:`trainables.eval.report.evaluate_checkpoints` on the
+- ``cell``: :func:`orchestrator.run.jobs.run_forget`, then :func:`trainables.audit.evaluate.evaluate_checkpoints` on the
   unlearned, original and retrained models (reports of the shared original / retrained models are cached per forget
   set), one ``kind=evaluate`` row per attack with ``experiment``, ``hp_seed``, times and ``extra_json.cell_key``.
 
@@ -53,7 +53,7 @@ def forget_ids_for(pretrain_dir: str | Path, fraction: float) -> np.ndarray:
     from trainables.checkpoint import load_checkpoint
     from trainables.config import DataConfig
     from trainables.data import make_splits
-    from trainables.tasks import load_data
+    from trainables.jobs.common import load_data
 
     ck = load_checkpoint(pretrain_dir)
     data = DataConfig.model_validate(ck.meta["config"]["data"])
@@ -67,7 +67,7 @@ def forget_ids_for(pretrain_dir: str | Path, fraction: float) -> np.ndarray:
 
 def ray_options(task: dict[str, Any]):
     """The run's Ray Train options (``--workers N --gpu --address ... --storage ...``); workers 0: in-process."""
-    from orchestrator.ray_options import RayOptions
+    from orchestrator.run.options import RayOptions
 
     return RayOptions(**task.get("ray", {}))
 
@@ -77,8 +77,8 @@ def _row_basics(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pretrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
-    from orchestrator.jobs import run_pretrain
-    from orchestrator.results import make_row
+    from orchestrator.results.store import make_row
+    from orchestrator.run.jobs import run_pretrain
     from trainables.checkpoint import read_meta
     from trainables.config import PretrainJob
 
@@ -87,7 +87,7 @@ def _pretrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
     probes: dict[int, dict[str, float]] = {}
     hook = None
     if every:
-        from trainables.tasks import load_data
+        from trainables.jobs.common import load_data
 
         source, splits = load_data(job.data)
 
@@ -116,7 +116,7 @@ def validation_attack(model, source, splits, job) -> dict[str, float]:
     other half; ``nonmember_eval`` is never read), for calibrating the overfit recipe without the audit's data."""
     from benchmarks.attack_calibration import validation_view
     from benchmarks.repro_plan import DEFAULT_PRIMARY, PRIMARY_ATTACK
-    from trainables.eval.forgetting import evaluate_forgetting
+    from trainables.audit.forgetting import evaluate_forgetting
 
     primary = PRIMARY_ATTACK.get(job.method, DEFAULT_PRIMARY)
     m = evaluate_forgetting(model, source, validation_view(splits), splits["forget"],
@@ -126,8 +126,8 @@ def validation_attack(model, source, splits, job) -> dict[str, float]:
 
 
 def _retrain(task: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
-    from orchestrator.jobs import run_retrain
-    from orchestrator.results import make_row
+    from orchestrator.results.store import make_row
+    from orchestrator.run.jobs import run_retrain
     from trainables.checkpoint import read_meta
     from trainables.unlearning.config import UnlearnJob
 
@@ -181,11 +181,11 @@ def step_times(pretrain_config: dict) -> dict[str, float]:
 
 
 def _cell(task: dict[str, Any], cache: Path) -> tuple[dict[str, Any], list[dict]]:
-    from orchestrator.evaluation_rows import evaluation_rows
-    from orchestrator.jobs import run_forget
+    from orchestrator.results.evaluation_rows import evaluation_rows
+    from orchestrator.run.jobs import run_forget
     from trainables.attacks.config import EvaluateJob
+    from trainables.audit.evaluate import evaluate_checkpoints
     from trainables.checkpoint import read_meta
-    from trainables.eval.report import evaluate_checkpoints
     from trainables.unlearning.config import UnlearnJob
 
     p = task["payload"]
@@ -239,7 +239,7 @@ def _cell(task: dict[str, Any], cache: Path) -> tuple[dict[str, Any], list[dict]
 def _tune(task: dict[str, Any], results: str) -> tuple[dict[str, Any], list[dict]]:
     """``unlearn tune`` through its Python API: trials scored on the validation protocol (forget vs halves of
     ``nonmember_ref``), one ``tune-trial`` row each; the best feasible config goes to ``OUT/best.yaml``."""
-    from orchestrator.tune_search import SearchSettings, run_search
+    from orchestrator.tune.search import SearchSettings, run_search
 
     p = task["payload"]
     out = Path(task["out"])
@@ -261,7 +261,7 @@ def run_task(task: dict[str, Any], *, results: str, work: str, log_dir: str | No
     ``log_dir/<task>.log`` when given."""
     import torch
 
-    from orchestrator.results import append
+    from orchestrator.results.store import append
 
     torch.set_num_threads(1)
     log = contextlib.nullcontext()

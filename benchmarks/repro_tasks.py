@@ -77,7 +77,7 @@ def pretrain_task(settings: Settings, model: str, seed: int, work: Path, tasks: 
 
 
 def tune_task(cell: Cell, settings: Settings, work: Path, tasks: dict[str, Task]) -> Task:
-    """The search (``unlearn tune``'s :func:`~orchestrator.tune_search.run_search`) on the original model of the
+    """The search (``unlearn tune``'s :func:`~orchestrator.tune.search.run_search`) on the original model of the
     search's seed, added to ``tasks`` once per model; scored on the validation protocol only."""
     search = cell.unlearn["tune"]
     seed = search["seed"]

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.repro_exec import is_done, run_task  # noqa: E402
 from benchmarks.repro_plan import ENCODERS, FORGET_FRACTIONS, TABLES, Settings, build_plan  # noqa: E402
 from benchmarks.repro_tasks import Task, build_tasks  # noqa: E402
-from orchestrator.ray_options import add_ray_args, ray_options_from_args  # noqa: E402
+from orchestrator.run.options import add_ray_args, ray_options_from_args  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def finished_cells(results: str) -> set[str]:
     """Keys of cells whose rows are in the store."""
     import json
 
-    from orchestrator.results import load
+    from orchestrator.results.store import load
 
     df = load(results, kinds=["evaluate"])
     return {json.loads(x).get("cell_key") for x in df["extra_json"].dropna()} - {None}
@@ -142,7 +142,7 @@ def describe(summary: dict) -> str:
 def run_all(tasks: list[Task], *, results: str, work: Path, jobs: int, in_process: bool,
             ray: dict | None = None) -> int:
     """Run tasks respecting dependencies, at most ``jobs`` at once, in list order among the runnable ones. ``ray``:
-    :class:`~orchestrator.ray_options.RayOptions` fields for the training steps (empty: in-process loops)."""
+    :class:`~orchestrator.run.options.RayOptions` fields for the training steps (empty: in-process loops)."""
     todo = {t.name: t for t in tasks}
     record = {name: {**t.as_dict(), "ray": ray or {}} for name, t in todo.items()}
     names = [t.name for t in tasks]
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--run-name names one run; the reproduction derives one per task (resumable)")
         work = Path(args.work).resolve()
         results = args.results or str(work / "results")
-        from orchestrator.results import filesystem
+        from orchestrator.results.store import filesystem
 
         filesystem(results)  # an unusable results URI fails before any work
         tasks = build_tasks(build_plan(settings), settings, work)  # every job config validated here

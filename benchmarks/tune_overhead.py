@@ -33,8 +33,9 @@ def pretrain(out: Path, members: int, epochs: int) -> Path:
 
     from trainables.checkpoint import save_checkpoint
     from trainables.config import PretrainJob
+    from trainables.jobs.common import checkpoint_meta
+    from trainables.jobs.pretrain import pretrain_task
     from trainables.loops.context import LoopContext
-    from trainables.tasks import checkpoint_meta, pretrain_task
 
     torch.set_num_threads(1)
     job = PretrainJob.model_validate({
@@ -60,8 +61,8 @@ def main() -> int:
 
     import ray
 
-    from orchestrator.tune_results import load_trials
-    from orchestrator.tune_search import SearchSettings, run_search
+    from orchestrator.tune.outcome import load_trials
+    from orchestrator.tune.search import SearchSettings, run_search
 
     with tempfile.TemporaryDirectory(prefix="tune-overhead-") as tmp:
         root = Path(tmp)

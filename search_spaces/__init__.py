@@ -2,9 +2,9 @@
 
 Each file names the unlearning ``method``, the ``fixed`` UnlearnJob keys every trial shares, and the ``params`` the
 search samples. The format and the loader (which validates a file before any work) are in
-``orchestrator/search_space.py``; docs/tuning.md describes every space.
+``orchestrator/tune/space.py``; docs/tuning.md describes every space.
 
 Example:
-    >>> from orchestrator.search_space import load_space
+    >>> from orchestrator.tune.space import load_space
     >>> space = load_space("memgp")           # or a path: load_space("my_space.yaml")
 """

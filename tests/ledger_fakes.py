@@ -15,8 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from orchestrator.scheduler import crash_point
-from orchestrator.verification import VerificationResult, judge
+from orchestrator.ledger.scheduler import crash_point
+from orchestrator.ledger.verification import VerificationResult, judge
 
 _OWN_KEYS = ("format_version", "created_at", "model_spec", "packages", "sha256")
 
@@ -25,7 +25,7 @@ def make_base_checkpoint(out: str | Path, *, num_members: int = 60) -> Path:
     """A pretrained-looking checkpoint of a tiny random SimCLR encoder on digits (16 px), no training."""
     from tests.conftest import tiny_job
     from trainables.checkpoint import save_checkpoint
-    from trainables.tasks import checkpoint_meta, load_data, new_model
+    from trainables.jobs.common import checkpoint_meta, load_data, new_model
 
     job = tiny_job("simclr", data={"num_members": num_members, "num_nonmembers": num_members},
                    model={"width": 4, "proj_dim": 8, "memory_bank_size": 16})
@@ -70,7 +70,7 @@ class FakeExecutor:
                                splits=ckpt.splits.with_forget(cumulative))
 
     def verify(self, candidate: Path, parent: Path, batch_ids, all_forgotten_ids, config) -> VerificationResult:
-        from orchestrator.verification import VerifyConfig
+        from orchestrator.ledger.verification import VerifyConfig
         from trainables.checkpoint import read_meta
 
         forgotten = set(read_meta(candidate)["forgotten_ids"])
@@ -89,8 +89,8 @@ def ledger_problems(ledger_path: str | Path) -> list[str]:
     id sets (none applied twice) whose union is exactly the ids of the verified requests; the current checkpoint
     verifies and records the same forgotten ids; no half-written checkpoint is left in the models directory.
     """
-    from orchestrator.ledger import Ledger
-    from orchestrator.model_store import verify_model
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.versions import verify_model
 
     problems = []
     with Ledger(ledger_path) as led:

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
 from trainables.attacks.estimators import EncoderMI, FeatureAttack, best_threshold
-from trainables.eval.metrics import (
+from trainables.audit.metrics import (
     _replicate_metrics,
     attack_metrics,
     bootstrap_metrics,

@@ -10,8 +10,9 @@ from conftest import tiny_job
 
 from trainables.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from trainables.errors import UserError
+from trainables.jobs.common import checkpoint_meta
+from trainables.jobs.pretrain import pretrain_task
 from trainables.loops import LoopContext
-from trainables.tasks import checkpoint_meta, pretrain_task
 
 
 @pytest.fixture(scope="module")

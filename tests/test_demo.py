@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from orchestrator import results
 from orchestrator.cli import main
-from orchestrator.ledger import Ledger
+from orchestrator.ledger.db import Ledger
+from orchestrator.results import store as results
 
 
 @pytest.mark.slow

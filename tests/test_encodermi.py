@@ -10,10 +10,11 @@ import torch
 
 from tests.conftest import tiny_job
 from trainables.attacks.signals import compute_signals, pairwise_cosines
+from trainables.audit.forgetting import evaluate_forgetting
 from trainables.data.augment import normalize
-from trainables.eval.forgetting import evaluate_forgetting
+from trainables.jobs.common import new_model
+from trainables.jobs.pretrain import pretrain_task
 from trainables.loops.context import LoopContext
-from trainables.tasks import new_model, pretrain_task
 
 # Memorisation recipe at unit-test size: 100 members, weak augmentation, many epochs, a width-8 CNN at 16 px.
 MEMORISE = dict(data={"num_members": 100, "num_nonmembers": 400, "forget_fraction": 0.5},

@@ -10,8 +10,8 @@ from trainables.attacks.config import AttackConfig
 from trainables.attacks.protocol import AttackSets
 from trainables.attacks.runner import fit_attacks, score_attacks
 from trainables.attacks.signals import Signals
-from trainables.eval.forgetting import ModelReport
-from trainables.eval.plots import DPI, PANEL, plot_loss_history, write_all
+from trainables.audit.forgetting import ModelReport
+from trainables.audit.plots import DPI, PANEL, plot_loss_history, write_all
 
 
 def _signals(ids, member_shift: float, rng) -> Signals:

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from orchestrator import results
 from orchestrator.cli import main
+from orchestrator.results import store as results
 from tests.conftest import tiny_job
 from trainables.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from trainables.jobs.common import checkpoint_meta, new_model
+from trainables.jobs.pretrain import pretrain_task
 from trainables.loops.context import LoopContext
 from trainables.loops.pretrain import pretrain
-from trainables.tasks import checkpoint_meta, new_model, pretrain_task
 
 FAST = ["--bootstrap", "50", "--set", "attack.n_views=4", "--set", "eval.linear_probe=false"]
 UNLEARN_HISTORY = [{"epoch": e, "loss": 2.0 / e, "gradient_penalty": 0.5 / e, "mnorm": 0.1 * e, "epoch_time_s": 0.1}
@@ -165,7 +166,7 @@ def test_a_classifier_is_audited_with_the_confidence_attack_first_unless_told_ot
     """The default attack order suits encoders; a classifier's primary attack (mia_*, the ledger's verification,
     the tuning objective) is the confidence attack, and the numbers are that attack's own."""
     from trainables.attacks.config import ATTACKS, AttackConfig, EvaluateJob
-    from trainables.eval.report import evaluate_checkpoints
+    from trainables.audit.evaluate import evaluate_checkpoints
 
     job = tiny_job("supervised", data={"num_members": 120, "num_nonmembers": 160}, optim={"epochs": 2},
                    eval={"knn_every": 0})

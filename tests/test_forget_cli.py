@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from orchestrator.jobs import run_pretrain
+from orchestrator.run.jobs import run_pretrain
 from tests.conftest import tiny_job
 from trainables.checkpoint import load_checkpoint, sha256_file, verify_checkpoint
 from trainables.losses import Penalty

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import results
 from orchestrator.cli import main
+from orchestrator.results import store as results
 from tests.ledger_fakes import make_base_checkpoint
 from trainables.data.splits import Splits
 

@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from orchestrator import ledger as ledger_mod
-from orchestrator.intake import check_members, parse_sample_ids, read_request_file, reject_forgotten
-from orchestrator.lease import Lease, LeaseHeld, LeaseLost
-from orchestrator.ledger import Ledger, NewRequest, resolve_ledger_path
-from orchestrator.transitions import create_batch, fail_batch, run_name_for
-from orchestrator.verification import VerifyConfig, judge
+from orchestrator.ledger import db as ledger_mod
+from orchestrator.ledger.db import Ledger, NewRequest, resolve_ledger_path
+from orchestrator.ledger.intake import check_members, parse_sample_ids, read_request_file, reject_forgotten
+from orchestrator.ledger.lease import Lease, LeaseHeld, LeaseLost
+from orchestrator.ledger.transitions import create_batch, fail_batch, run_name_for
+from orchestrator.ledger.verification import VerifyConfig, judge
 from tests.conftest import REPO_ROOT
 from trainables.errors import UserError
 
@@ -130,7 +130,7 @@ def test_intake_parsing_and_membership(tmp_path):
 
 _WRITER = """
 import sys
-from orchestrator.ledger import Ledger, NewRequest
+from orchestrator.ledger.db import Ledger, NewRequest
 led = Ledger(sys.argv[1])
 for i in range(100):
     led.add_requests([NewRequest(sys.argv[2], (i,))])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_job
 
+from trainables.jobs.pretrain import pretrain_task
 from trainables.loops import LoopContext
-from trainables.tasks import pretrain_task
 
 
 @pytest.mark.parametrize("method", ["moco", "simclr", "byol", "supervised"])

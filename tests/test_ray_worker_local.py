@@ -7,19 +7,19 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.ray_options import RayOptions
-from orchestrator.run_names import USER_ERROR, claim_run, plan_run
-from orchestrator.storage import open_storage
-from orchestrator.train_driver import _fit, build_trainer
-from orchestrator.train_tasks import pretrain_train_task
+from orchestrator.run.driver import _fit, build_trainer
+from orchestrator.run.names import USER_ERROR, claim_run, plan_run
+from orchestrator.run.options import RayOptions
+from orchestrator.run.storage import open_storage
 from tests.conftest import tiny_job
 from trainables.errors import UserError
+from trainables.jobs.pretrain import pretrain_train_task
 
 pytestmark = pytest.mark.ray
 
 
 def test_a_diverged_loss_in_a_worker_is_a_user_error_that_later_attempts_do_not_retry(tmp_path):
-    from orchestrator.workers import WorkerRun, train_fn_per_worker
+    from orchestrator.run.worker import WorkerRun, train_fn_per_worker
 
     job, out = tiny_job(optim={"epochs": 2, "lr": 1e9}), tmp_path / "ckpt"
     plan = plan_run(open_storage(tmp_path / "runs"), "pretrain", job, out)

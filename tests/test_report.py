@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator import results
 from orchestrator.cli import main
 from orchestrator.report import targets_markdown, targets_table
+from orchestrator.results import store as results
 
 SEEDS = (0, 1, 2)
 

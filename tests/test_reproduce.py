@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks import make_benchmarks_md, reproduce
-from orchestrator.results import load
+from orchestrator.results.store import load
 
 TINY = ["--data", "digits", "--members", "100", "--seeds", "0", "--probe-every", "1",
         "--set", "data.image_size=16", "--set", "model.width=8", "--set", "model.proj_dim=32",

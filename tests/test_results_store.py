@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from orchestrator import results
+from orchestrator.results import store as results
 from trainables.errors import UserError
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.ray_options import FaultInjection, RayOptions
-from orchestrator.run_names import RUN_RECORD, claim_run, default_run_name, job_hash, plan_run
-from orchestrator.storage import open_storage
+from orchestrator.run.names import RUN_RECORD, claim_run, default_run_name, job_hash, plan_run
+from orchestrator.run.options import FaultInjection, RayOptions
+from orchestrator.run.storage import open_storage
 from tests.conftest import tiny_job
 from trainables.errors import UserError
 

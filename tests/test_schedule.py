@@ -7,8 +7,8 @@ import json
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.lease import Lease
-from orchestrator.ledger import Ledger, utc_now
+from orchestrator.ledger.db import Ledger, utc_now
+from orchestrator.ledger.lease import Lease
 from tests.ledger_fakes import ledger_problems, make_base_checkpoint
 from trainables.data.splits import Splits
 
@@ -207,7 +207,7 @@ def test_promoting_a_replacement_must_keep_verified_deletions(setup, capsys, bas
 
 
 def test_real_executor_names_the_ray_run_after_the_batch(tmp_path):
-    from orchestrator.executors import RayExecutor, load_executor
+    from orchestrator.ledger.executors import RayExecutor, load_executor
 
     executor = load_executor("ray", workers=2, use_gpu=False, storage_path=str(tmp_path))
     assert isinstance(executor, RayExecutor)
@@ -222,7 +222,7 @@ def test_real_executor_names_the_ray_run_after_the_batch(tmp_path):
 
 
 def test_a_run_resumes_the_open_batch_then_batches_what_arrived_since(setup, capsys):
-    from orchestrator.transitions import create_batch
+    from orchestrator.ledger.transitions import create_batch
 
     path, members, _ = setup
     assert main(["requests", "add", "--subject", "a", "--sample-ids", str(members[0])]) == 0

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.ledger import Ledger
-from orchestrator.scheduler import CRASH_ENV, CRASH_EXIT, CRASH_PHASES
+from orchestrator.ledger.db import Ledger
+from orchestrator.ledger.scheduler import CRASH_ENV, CRASH_EXIT, CRASH_PHASES
 from tests.conftest import REPO_ROOT
 from tests.ledger_fakes import ledger_problems, make_base_checkpoint
 from trainables.checkpoint import read_meta

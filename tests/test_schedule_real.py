@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.ledger import Ledger
+from orchestrator.ledger.db import Ledger
 from tests.conftest import tiny_job
 from tests.ledger_fakes import ledger_problems
 from trainables.checkpoint import read_meta
 
 pytest.importorskip("trainables.unlearning.config", reason="needs the unlearning feature (issue 3)")
-pytest.importorskip("trainables.eval.forgetting", reason="needs the evaluation feature (issue 4)")
+pytest.importorskip("trainables.audit.forgetting", reason="needs the evaluation feature (issue 4)")
 
 FAST = ["--set", "epochs=2", "--set", "batch_size=32", "--set", "runtime.progress=false",
         "--attack-set", "n_views=4", "--attack-set", "max_fit=60"]
@@ -20,7 +20,7 @@ FAST = ["--set", "epochs=2", "--set", "batch_size=32", "--set", "runtime.progres
 
 @pytest.mark.slow
 def test_real_executor_promotes_a_verified_version_and_refuses_a_failing_one(tmp_path, monkeypatch, capsys):
-    from orchestrator.jobs import run_pretrain
+    from orchestrator.run.jobs import run_pretrain
 
     job = tiny_job("simclr", data={"num_members": 120, "num_nonmembers": 120}, optim={"epochs": 2},
                    eval={"knn_k": 10, "linear_probe": False})

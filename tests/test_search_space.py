@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.search_space import available_spaces, load_space
+from orchestrator.tune.space import available_spaces, load_space
 from tests.tune_helpers import write_space
 from trainables.errors import UserError
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from orchestrator.cli import build_parser, main
-from orchestrator.tune_results import load_trials
+from orchestrator.tune.outcome import load_trials
 from tests.tune_helpers import tiny_checkpoint, write_space
 
 FAST_ATTACK = ["--attack", "n_views=4", "--attack", "attacks=[encodermi_vector, confidence]"]
@@ -67,8 +67,8 @@ def test_search_writes_a_row_per_trial_and_picks_the_best_feasible(ray_session, 
     # both consumers load it: `unlearn forget --config` runs it, the scheduler's executor resolves it
     assert main(["forget", "--checkpoint", str(checkpoint), "--config", str(best_yaml), "--out",
                  str(tmp_path / "forgot"), "--set", "runtime.progress=false"]) == 0
-    from orchestrator.executors import RayExecutor
-    from orchestrator.verification import VerifyConfig
+    from orchestrator.ledger.executors import RayExecutor
+    from orchestrator.ledger.verification import VerifyConfig
 
     resolved = RayExecutor().resolve_config(str(best_yaml), [], VerifyConfig())
     assert resolved["job"]["lr"] == pytest.approx(config["lr"]) and resolved["job"]["method"] == "memgp"
@@ -77,7 +77,7 @@ def test_search_writes_a_row_per_trial_and_picks_the_best_feasible(ray_session, 
 @pytest.mark.slow
 def test_an_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, checkpoint, tmp_path):
     from orchestrator.commands.tune import settings_from_args
-    from orchestrator.tune_search import run_search
+    from orchestrator.tune.search import run_search
 
     space = write_space(tmp_path / "space.yaml", {"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-4}})
     out, results = tmp_path / "out", tmp_path / "results"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.tune_search import plan_resources
+from orchestrator.tune.search import plan_resources
 from trainables.data.splits import Splits
 from trainables.errors import UserError
 from trainables.tuning.objective import WORST, Scoring, resolve_accuracy, select_best

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.search_space import load_space
+from orchestrator.tune.space import load_space
 from tests.test_unlearning import spy_on
 from tests.tune_helpers import tiny_checkpoint
 from trainables.checkpoint import load_checkpoint
 from trainables.config import PretrainJob
+from trainables.jobs.common import load_data
 from trainables.loops.context import LoopContext
-from trainables.tasks import load_data
 from trainables.tuning.base import prepare_search_base
 from trainables.tuning.objective import WORST, Scoring
 from trainables.tuning.trial import run_trial

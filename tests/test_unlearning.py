@@ -12,10 +12,10 @@ import torch
 from tests.conftest import tiny_job
 from trainables.data.augment import normalize
 from trainables.errors import UserError
+from trainables.jobs.pretrain import pretrain_task
 from trainables.loops.context import LoopContext
 from trainables.losses import member_gradient_penalty
 from trainables.models.base import embed_all
-from trainables.tasks import pretrain_task
 from trainables.unlearning import UnlearnJob, check_compatible, unlearn
 from trainables.unlearning.loop import balanced_batch_size
 from trainables.unlearning.terms import random_other_labels

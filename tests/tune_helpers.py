@@ -9,8 +9,9 @@ import yaml
 
 from tests.conftest import tiny_job
 from trainables.checkpoint import save_checkpoint
+from trainables.jobs.common import checkpoint_meta
+from trainables.jobs.pretrain import pretrain_task
 from trainables.loops.context import LoopContext
-from trainables.tasks import checkpoint_meta, pretrain_task
 
 
 def tiny_checkpoint(path: Path, method: str = "simclr", epochs: int = 3) -> Path:

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from orchestrator.cli import add_config_args
-from orchestrator.run_rows import add_results_args
+from orchestrator.results.run_rows import add_results_args
 
 
 def register(sub) -> None:
@@ -40,10 +40,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from orchestrator.config import load_job
-    from orchestrator.jobs import check_out_dir
+    from orchestrator.run.outputs import check_out_dir
     from trainables.attacks.config import EvaluateJob
+    from trainables.audit.evaluate import evaluate_checkpoints, format_table
     from trainables.errors import UserError
-    from trainables.eval.report import evaluate_checkpoints, format_table
 
     if args.preset:
         raise UserError("evaluate takes no --preset (presets are pretraining recipes); use --config or --set")
@@ -51,7 +51,7 @@ def run(args) -> int:
                    cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
                                "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
     out = check_out_dir(args.out)
-    from orchestrator.run_rows import parse_tags, results_path
+    from orchestrator.results.run_rows import parse_tags, results_path
 
     results = results_path(args.results) or results_path(str(out / "results"))  # a bad URI fails now, before work
     tags = parse_tags(args.tags)
@@ -77,7 +77,7 @@ def run(args) -> int:
         write_signals(ev, tmp / "signals.parquet")
         plots = []
         if job.plots:
-            from trainables.eval.plots import write_all
+            from trainables.audit.plots import write_all
 
             log("writing plots")
             main = ev.checkpoints[ev.main_role]
@@ -87,8 +87,8 @@ def run(args) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from orchestrator.evaluation_rows import evaluation_rows
-    from orchestrator.results import append
+    from orchestrator.results.evaluation_rows import evaluation_rows
+    from orchestrator.results.store import append
 
     append(results, evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
                                     plots=[out / p.name for p in plots]))
@@ -106,7 +106,7 @@ def _logger():
 
 
 def metrics_json(ev) -> dict:
-    from trainables.eval.forgetting import flat_metrics
+    from trainables.audit.forgetting import flat_metrics
 
     return {role: flat_metrics(rep, ev.primary) for role, rep in ev.reports.items()}
 

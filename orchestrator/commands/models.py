@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from orchestrator.ledger import add_ledger_arg
+from orchestrator.ledger.db import add_ledger_arg
 
 
 def register(sub) -> None:
@@ -48,9 +48,9 @@ def register(sub) -> None:
 
 
 def run_register(args) -> int:
-    from orchestrator.lease import Lease
-    from orchestrator.ledger import Ledger, resolve_ledger_path
-    from orchestrator.model_store import checkpoint_digest, register_checkpoint
+    from orchestrator.ledger.db import Ledger, resolve_ledger_path
+    from orchestrator.ledger.lease import Lease
+    from orchestrator.ledger.versions import checkpoint_digest, register_checkpoint
 
     path = resolve_ledger_path(args.ledger)
     checkpoint_digest(args.checkpoint)  # a bad checkpoint must not create an empty ledger
@@ -68,8 +68,8 @@ def run_register(args) -> int:
 
 
 def run_list(args) -> int:
-    from orchestrator.ledger import Ledger
-    from orchestrator.ledger_views import as_json, model_table
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.views import as_json, model_table
 
     with Ledger.open(args.ledger) as ledger:
         rows = ledger.list_models()
@@ -78,9 +78,9 @@ def run_list(args) -> int:
 
 
 def run_current(args) -> int:
-    from orchestrator.ledger import Ledger
-    from orchestrator.ledger_views import as_json, short_ids
-    from orchestrator.model_store import require_current, verify_model
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.versions import require_current, verify_model
+    from orchestrator.ledger.views import as_json, short_ids
 
     with Ledger.open(args.ledger) as ledger:
         row = require_current(ledger)
@@ -101,10 +101,10 @@ def run_current(args) -> int:
 
 
 def run_rollback(args) -> int:
-    from orchestrator.lease import Lease
-    from orchestrator.ledger import Ledger
-    from orchestrator.model_store import verify_model
-    from orchestrator.transitions import rollback
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.lease import Lease
+    from orchestrator.ledger.transitions import rollback
+    from orchestrator.ledger.versions import verify_model
     from trainables.errors import UserError
 
     with Ledger.open(args.ledger) as ledger:

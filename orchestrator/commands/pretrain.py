@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from orchestrator.cli import add_config_args
 from orchestrator.config import load_job
-from orchestrator.ray_options import add_ray_args, ray_options_from_args
-from orchestrator.run_rows import add_results_args
+from orchestrator.results.run_rows import add_results_args
+from orchestrator.run.options import add_ray_args, ray_options_from_args
 from trainables.config import PretrainJob
 
 
@@ -28,8 +28,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import time
 
-    from orchestrator.jobs import run_pretrain
-    from orchestrator.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.results.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.run.jobs import run_pretrain
 
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)

@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from orchestrator.report import write_report
-    from orchestrator.run_rows import results_path
+    from orchestrator.results.run_rows import results_path
     from trainables.errors import UserError
 
     results = results_path(args.results)

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from orchestrator.ledger import REQUEST_STATES, add_ledger_arg
+from orchestrator.ledger.db import REQUEST_STATES, add_ledger_arg
 
 
 def register(sub) -> None:
@@ -52,9 +52,9 @@ def register(sub) -> None:
 
 
 def run_add(args) -> int:
-    from orchestrator.intake import check_members, make_request, read_request_file, reject_forgotten
-    from orchestrator.ledger import Ledger
-    from orchestrator.model_store import member_ids, require_current
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
+    from orchestrator.ledger.versions import member_ids, require_current
     from trainables.errors import UserError
 
     if args.file and (args.subject or args.sample_ids or args.request_id):
@@ -77,8 +77,8 @@ def run_add(args) -> int:
 
 
 def run_list(args) -> int:
-    from orchestrator.ledger import Ledger
-    from orchestrator.ledger_views import as_json, request_table
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.views import as_json, request_table
 
     status = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else None
     with Ledger.open(args.ledger) as ledger:
@@ -88,8 +88,8 @@ def run_list(args) -> int:
 
 
 def run_show(args) -> int:
-    from orchestrator.ledger import Ledger
-    from orchestrator.ledger_views import as_json, batch_table
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.views import as_json, batch_table
     from trainables.errors import UserError
 
     with Ledger.open(args.ledger) as ledger:
@@ -114,7 +114,7 @@ def run_show(args) -> int:
 
 
 def run_retry(args) -> int:
-    from orchestrator.ledger import Ledger
+    from orchestrator.ledger.db import Ledger
     from trainables.errors import UserError
 
     if bool(args.failed) == bool(args.request_ids):

@@ -30,9 +30,9 @@ def register(sub) -> None:
 def run(args) -> int:
     import time
 
-    from orchestrator.jobs import run_retrain
-    from orchestrator.ray_options import ray_options_from_args
-    from orchestrator.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.results.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.run.jobs import run_retrain
+    from orchestrator.run.options import ray_options_from_args
 
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)

@@ -10,7 +10,7 @@ Exit codes: 0 done or nothing to do, 1 the batch failed verification (requests r
 
 from __future__ import annotations
 
-from orchestrator.ledger import add_ledger_arg
+from orchestrator.ledger.db import add_ledger_arg
 
 
 def register(sub) -> None:
@@ -72,12 +72,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from orchestrator.config import parse_overrides
-    from orchestrator.executors import load_executor
-    from orchestrator.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
-    from orchestrator.ledger import resolve_ledger_path
-    from orchestrator.run_rows import results_path
-    from orchestrator.scheduler import ScheduleOptions, Scheduler
-    from orchestrator.verification import VerifyConfig
+    from orchestrator.ledger.db import resolve_ledger_path
+    from orchestrator.ledger.executors import load_executor
+    from orchestrator.ledger.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
+    from orchestrator.ledger.scheduler import ScheduleOptions, Scheduler
+    from orchestrator.ledger.verification import VerifyConfig
+    from orchestrator.results.run_rows import results_path
     from trainables.errors import UserError
 
     if args.min_batch < 1:
@@ -96,7 +96,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise UserError(f"invalid verification setting: {exc}") from None
     if args.reference:
-        from orchestrator.model_store import checkpoint_digest
+        from orchestrator.ledger.versions import checkpoint_digest
 
         checkpoint_digest(args.reference)
     opts = ScheduleOptions(min_batch=args.min_batch, max_age_hours=args.max_age, escalate_after=args.escalate_after,
@@ -117,9 +117,9 @@ def run(args) -> int:
 
 
 def run_status(args) -> int:
-    from orchestrator.lease import describe_lock
-    from orchestrator.ledger import Ledger
-    from orchestrator.ledger_views import batch_table
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.lease import describe_lock
+    from orchestrator.ledger.views import batch_table
 
     with Ledger.open(args.ledger) as ledger:
         print(describe_lock(ledger))

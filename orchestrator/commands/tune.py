@@ -75,8 +75,8 @@ def settings_from_args(args):
     from pathlib import Path
 
     from orchestrator.config import parse_overrides
-    from orchestrator.run_rows import results_path
-    from orchestrator.tune_search import SearchSettings
+    from orchestrator.results.run_rows import results_path
+    from orchestrator.tune.search import SearchSettings
     from trainables.unlearning.plan import read_forget_ids
 
     forget_ids = read_forget_ids(args.forget_ids) if args.forget_ids is not None else None
@@ -95,7 +95,7 @@ def settings_from_args(args):
 def run(args) -> int:
     import sys
 
-    from orchestrator.tune_search import run_search
+    from orchestrator.tune.search import run_search
 
     settings = settings_from_args(args)
     outcome = run_search(settings)

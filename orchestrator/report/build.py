@@ -50,7 +50,7 @@ def without_empty_columns(table: Table) -> Table:
 
 
 def build_report(df: pd.DataFrame, folder: Path, *, title: str = "Unlearning report", source: str = "") -> Document:
-    """The report of ``df`` (a :func:`orchestrator.results.load` frame); figures are written into ``folder``
+    """The report of ``df`` (a :func:`orchestrator.results.store.load` frame); figures are written into ``folder``
     (``folder/figures``) and referenced relative to it."""
     frame = plain(df)
     doc = Document(title)
@@ -92,7 +92,7 @@ def build_report(df: pd.DataFrame, folder: Path, *, title: str = "Unlearning rep
 
 def write_report(results: str, out: str | Path, *, title: str = "Unlearning report") -> Path:
     """Load ``results``, build the report, write ``out/report.md``, ``out/report.html`` and ``out/figures``."""
-    from orchestrator.results import load
+    from orchestrator.results.store import load
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.md").is_file())):

@@ -37,7 +37,7 @@ def target_met(name: str, value: float) -> bool:
 def targets_table(df: pd.DataFrame, *, methods=METHODS, experiments=EXPERIMENTS) -> pd.DataFrame:
     """One line per dataset / model / method / experiment / configuration: the measured values (means over seeds,
     ``n`` rows), and ``met_<target>`` booleans (None when a value is missing), ``all_met``. Rows with an
-    untagged or unknown experiment count as ``main``. Accepts :func:`orchestrator.results.load`'s frame."""
+    untagged or unknown experiment count as ``main``. Accepts :func:`orchestrator.results.store.load`'s frame."""
     frame = df if "before_util" in df else plain(df)
     rows = select_evaluations(frame, main=True, experiments=experiments)
     rows = with_utility(where(rows, [m in methods for m in rows["method"]]))

@@ -22,10 +22,10 @@ from trainables.attacks.config import AttackConfig
 from trainables.attacks.estimators import EncoderMI, FeatureAttack
 from trainables.attacks.protocol import AttackSets
 from trainables.attacks.signals import Signals, compute_signals
+from trainables.audit.metrics import bootstrap_metrics, mia_efficacy
 from trainables.data.sources import ImageSource
 from trainables.data.splits import Splits
 from trainables.errors import UserError
-from trainables.eval.metrics import bootstrap_metrics, mia_efficacy
 
 
 @dataclass

@@ -17,7 +17,6 @@ import torch
 
 from trainables.data.augment import ViewMaker
 from trainables.data.loaders import ImageSubset, make_loader
-from trainables.eval.utility import encoder_utility
 from trainables.loops.context import (
     LoopContext,
     autocast,
@@ -30,6 +29,7 @@ from trainables.loops.context import (
 )
 from trainables.loops.progress import batches
 from trainables.models.base import unwrap
+from trainables.utility.measure import encoder_utility
 
 
 def monitor(model, source, train_ids, eval_ids, eval_cfg, device, *, linear: bool) -> dict[str, float]:

@@ -22,17 +22,17 @@ from typing import Any
 import torch
 
 from trainables.attacks.config import AttackConfig
+from trainables.audit.forgetting import as_attack_config, evaluate_forgetting, model_utility
 from trainables.checkpoint import WEIGHTS, Checkpoint, build_from_spec, load_checkpoint
 from trainables.config import PretrainJob
 from trainables.data.sources import ImageSource
 from trainables.data.splits import Splits
 from trainables.errors import UserError
-from trainables.eval.forgetting import as_attack_config, evaluate_forgetting, model_utility
+from trainables.jobs.unlearn import UnlearnRun, prepare_unlearning
 from trainables.tuning.objective import Scoring
 from trainables.tuning.validation import validation_splits
 from trainables.unlearning.config import UnlearnJob
 from trainables.unlearning.plan import ForgetPlan
-from trainables.unlearning.task import UnlearnRun, prepare_unlearning
 
 
 @dataclass
@@ -130,7 +130,7 @@ def _log_model(log, role: str, metrics: dict[str, float], accuracy: str) -> None
 def _retrained_model(base: SearchBase, retrained: str | Path):
     """The retrained checkpoint's model, after the checks ``unlearn evaluate --retrained`` makes (same data and
     splits, never trained on the forget set)."""
-    from trainables.eval.report import _cross_check
+    from trainables.audit.evaluate import _cross_check
 
     checkpoint = load_checkpoint(retrained)
     original = Checkpoint(None, base.meta, base.splits, Path(base.checkpoint_path))

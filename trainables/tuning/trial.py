@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from trainables.errors import UserError
+from trainables.jobs.unlearn import unlearn_task
 from trainables.loops.context import LoopContext
 from trainables.models.base import unwrap
 from trainables.tuning.base import SearchBase
 from trainables.unlearning.config import UnlearnJob
-from trainables.unlearning.task import unlearn_task
 
 Report = Callable[[dict[str, Any]], None]
 

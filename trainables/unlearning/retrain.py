@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from trainables.jobs.common import new_model
 from trainables.loops.context import LoopContext
 from trainables.loops.pretrain import pretrain
-from trainables.tasks import new_model
 
 
 def retrain_job(pretrain_job, job):

@@ -1,0 +1,131 @@
+"""What the scheduler calls to unlearn a batch and to verify the result: a small interface, one real implementation.
+
+    class Executor(Protocol):
+        def resolve_config(config_file, overrides, verify) -> dict            # validated, JSON, frozen per batch
+        def unlearn(parent, forget_ids, config, out, run_name) -> Path       # writes a checkpoint at ``out``
+        def verify(candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult
+
+:class:`RayExecutor` (the default, ``--executor ray``) runs :func:`orchestrator.run.jobs.run_forget` (Ray Train when
+``workers > 0``, named ``run_name`` under ``storage_path`` so a re-run after a crash resumes; the output directory
+is ``models_dir/<run_name>`` too) and measures the
+verification metrics with :func:`trainables.audit.forgetting.evaluate_forgetting`. ``--executor MODULE:CALLABLE``
+plugs in another one (the tests use a deterministic fake); the callable receives the keyword arguments of
+:func:`load_executor`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.config import load_job
+from orchestrator.ledger.verification import VerificationResult, VerifyConfig, judge
+from trainables.errors import UserError
+
+
+class Executor(Protocol):
+    def resolve_config(self, config_file: str | None, overrides: list[str],
+                       verify: VerifyConfig) -> dict[str, Any]: ...
+
+    def unlearn(self, parent: Path, forget_ids: list[int], config: dict[str, Any], out: Path,
+                run_name: str) -> Path: ...
+
+    def verify(self, candidate: Path, parent: Path, batch_ids: list[int], all_forgotten_ids: list[int],
+               config: dict[str, Any]) -> VerificationResult: ...
+
+
+def load_executor(spec: str = "ray", **kwargs) -> Executor:
+    """``ray`` or ``MODULE:CALLABLE``; kwargs: workers, use_gpu, storage_path."""
+    if spec == "ray":
+        return RayExecutor(**kwargs)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not attr:
+        raise UserError(f"--executor must be 'ray' or MODULE:CALLABLE, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot load executor {spec!r}: {exc}") from None
+    return factory(**kwargs)
+
+
+class RayExecutor:
+    """The real path: ``run_forget`` (in-process for ``workers=0``, Ray Train otherwise) + the attack suite."""
+
+    def __init__(self, *, workers: int = 0, use_gpu: bool = False, storage_path: str | Path | None = None):
+        self.workers, self.use_gpu, self.storage_path = workers, use_gpu, storage_path
+
+    def resolve_config(self, config_file, overrides, verify: VerifyConfig) -> dict[str, Any]:
+        job = load_job(_unlearn_job_type(), config_file=config_file, overrides=overrides)
+        return {"job": job.model_dump(mode="json"), "verify": verify.model_dump(mode="json")}
+
+    def unlearn(self, parent, forget_ids, config, out, run_name) -> Path:
+        from orchestrator.run.jobs import run_forget
+
+        job = _unlearn_job_type().model_validate(config["job"])
+        path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
+                             **self._run_identity(run_forget, run_name))
+        return Path(path)
+
+    def _run_identity(self, run_forget, run_name: str) -> dict[str, Any]:
+        """Name the Ray Train run after the batch, under ``storage_path``, in whichever form ``run_forget`` takes
+        (``ray_options=RayOptions(...)`` from the Ray Train feature, or plain keywords)."""
+        accepted = inspect.signature(run_forget).parameters
+        if "ray_options" in accepted:
+            from orchestrator.run.options import RayOptions
+
+            storage = None if self.storage_path is None else str(self.storage_path)
+            return {"ray_options": RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage,
+                                              run_name=run_name)}
+        return {k: v for k, v in (("run_name", run_name), ("storage_path", self.storage_path)) if k in accepted}
+
+    def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
+        from trainables.checkpoint import load_checkpoint
+        from trainables.config import PretrainJob
+        from trainables.jobs.common import load_data
+        from trainables.loops.context import resolve_device
+
+        evaluate_forgetting, model_utility = _forgetting_api()
+        cfg = VerifyConfig.model_validate(config["verify"])
+        cand, par = load_checkpoint(candidate), load_checkpoint(parent)
+        pretrain = PretrainJob.model_validate(cand.meta["config"])
+        source, _ = load_data(pretrain.data, cand.splits)
+        device = resolve_device(_unlearn_job_type().model_validate(config["job"]).runtime.device)
+
+        from trainables.audit.forgetting import as_attack_config
+
+        attack_config = as_attack_config(cfg.attack).for_model(pretrain.method)  # classifiers: confidence first
+
+        def attack(model, ids) -> dict[str, float]:
+            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=attack_config,
+                                       model_config=cand.meta["config"], device=device)
+
+        key = f"mia_{cfg.attack_metric}"
+        metrics = {"forget_attack": attack(cand.model, batch_ids)[key],
+                   "forget_attack_parent": attack(par.model, batch_ids)[key], "batch_size": float(len(batch_ids))}
+        if cfg.reference:  # the retrained model scored with the same protocol is the target instead of chance
+            metrics["reference_attack"] = attack(load_checkpoint(cfg.reference).model, batch_ids)[key]
+        earlier = sorted(set(all_forgotten_ids) - set(batch_ids))
+        if cfg.check_earlier and earlier:
+            metrics["earlier_attack"] = attack(cand.model, earlier)[key]
+        # Utility of both models with the same retain bank / test set, so the drop is like for like.
+        knn = {"knn_k": pretrain.eval.knn_k, "knn_temperature": pretrain.eval.knn_temperature, "linear_probe": False}
+        before = model_utility(par.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
+        after = model_utility(cand.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
+        util_key = "knn_acc" if "knn_acc" in after else "test_acc"
+        metrics["accuracy_parent"], metrics["accuracy_candidate"] = before[util_key], after[util_key]
+        return judge(metrics, cfg)
+
+
+def _unlearn_job_type():
+    """``UnlearnJob`` of the unlearning feature (imported on use: the scheduler itself does not need it)."""
+    from trainables.unlearning.config import UnlearnJob
+
+    return UnlearnJob
+
+
+def _forgetting_api():
+    from trainables.audit.forgetting import evaluate_forgetting, model_utility
+
+    return evaluate_forgetting, model_utility

@@ -1,0 +1,122 @@
+"""Deletion-request intake: parse ``--sample-ids`` and request files, and check ids against the current model.
+
+Files (``.csv`` or ``.parquet``) have one request per row: ``subject_id`` and ``sample_ids`` (``"1,2,3"``, or a
+list column in Parquet), optionally ``request_id`` (an external id: re-importing the same file adds nothing twice)
+and ``received_at`` (ISO-8601 time, default now).
+
+Policy for ids that are not members, or that the current model already forgot: the whole input is **rejected**
+(UserError, nothing written), naming the ids. A re-sent request with the same ``request_id`` is idempotent instead.
+
+    reqs = read_request_file("requests.csv")
+    check_members(reqs, member_ids(current_row))
+    ledger.add_requests(reqs, check=reject_forgotten)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.ledger.db import NewRequest, parse_time
+from trainables.errors import UserError
+
+_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+def _shown(ids, limit: int = 10) -> str:
+    ids = sorted(ids)
+    return ", ".join(map(str, ids[:limit])) + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")
+
+
+def parse_sample_ids(value, where: str = "--sample-ids") -> tuple[int, ...]:
+    """``"1,2,3"`` / ``"1; 2 3"`` / ``[1, 2, 3]`` / ``7`` -> sorted unique ids; UserError on anything else."""
+    if isinstance(value, (int, np.integer)):
+        items = [value]
+    elif isinstance(value, str):
+        items = [t for t in _SEPARATORS.split(value.strip().strip("[]")) if t]
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        items = list(value)
+    else:
+        items = None
+    try:
+        ids = sorted({int(str(i).strip()) for i in items})
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: sample ids must be integers separated by commas, got {value!r}") from None
+    if not ids:
+        raise UserError(f"{where}: no sample ids given")
+    if ids[0] < 0:
+        raise UserError(f"{where}: sample ids are non-negative, got {ids[0]}")
+    return tuple(ids)
+
+
+def make_request(subject_id, sample_ids, *, request_id=None, received_at=None, where: str = "") -> NewRequest:
+    subject = "" if subject_id is None else str(subject_id).strip()
+    if not subject or subject.lower() == "nan":
+        raise UserError(f"{where}a subject id is required")
+    if received_at is not None:
+        try:
+            parse_time(str(received_at))
+        except ValueError:
+            raise UserError(f"{where}received_at {received_at!r} is not an ISO-8601 time with a zone") from None
+    rid = None if request_id is None or str(request_id).strip() in ("", "nan", "None") else str(request_id).strip()
+    return NewRequest(subject, parse_sample_ids(sample_ids, where=f"{where}sample_ids"), rid,
+                      None if received_at is None else str(received_at))
+
+
+def read_request_file(path: str | Path) -> list[NewRequest]:
+    """One :class:`NewRequest` per row of a CSV or Parquet file; UserError naming the row on bad data."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"request file not found: {p}")
+    try:
+        if p.suffix.lower() == ".csv":
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        elif p.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        else:
+            raise UserError(f"{p}: request files are .csv or .parquet")
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot read {p}: {exc}") from None
+    df = df.rename(columns={"subject": "subject_id"})
+    missing = {"subject_id", "sample_ids"} - set(df.columns)
+    if missing:
+        raise UserError(f"{p} lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(map(str, df.columns))})")
+    if df.empty:
+        raise UserError(f"{p} holds no requests")
+    out = []
+    for n, row in enumerate(df.to_dict("records"), start=1):
+        received = row.get("received_at") or None
+        out.append(make_request(row["subject_id"], row["sample_ids"], request_id=row.get("request_id"),
+                                received_at=None if received is None else str(received), where=f"{p} row {n}: "))
+    ids = [r.request_id for r in out if r.request_id]
+    if len(ids) != len(set(ids)):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise UserError(f"{p}: request_id repeated within the file: {', '.join(dup[:10])}")
+    return out
+
+
+def check_members(requests: list[NewRequest], members: np.ndarray) -> None:
+    """Every id must be a member (training sample) of the current model; otherwise nothing is added."""
+    asked = np.array(sorted({i for r in requests for i in r.sample_ids}), dtype=np.int64)
+    not_members = np.setdiff1d(asked, members)
+    if len(not_members):
+        raise UserError(f"{len(not_members)} sample id(s) not members of the current model's training set, so there "
+                        f"is nothing to unlearn: {_shown(not_members.tolist())}; nothing was added")
+
+
+def reject_forgotten(c, requests: list[NewRequest]) -> None:
+    """Inside the add transaction: refuse ids the current model already forgot (re-sent ``request_id``s excepted)."""
+    row = c.execute("SELECT version, forgotten_ids FROM model_versions WHERE is_current = 1").fetchone()
+    if row is None:
+        raise UserError("no current model: register one with `unlearn models register CHECKPOINT`")
+    fresh = [r for r in requests if r.request_id is None
+             or c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is None]
+    already = {i for r in fresh for i in r.sample_ids} & set(json.loads(row[1]))
+    if already:
+        raise UserError(f"{len(already)} sample id(s) already forgotten by the current model (version {row[0]}): "
+                        f"{_shown(already)}; remove them from the request (nothing was added)")

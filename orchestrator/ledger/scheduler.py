@@ -1,0 +1,276 @@
+"""Scheduled unlearning: batch the pending deletion requests, unlearn, verify, and only then promote.
+
+One run (``unlearn schedule run``) under the ledger lease:
+
+1. resume the unfinished batch if there is one (a crash left it in ``batched``, ``trained`` or ``verified``);
+   otherwise, if the trigger is met (``min_batch`` pending requests, or the oldest older than ``max_age_hours``),
+   move every pending request into a new batch (one transaction);
+2. unlearn the batch's new ids from the batch's parent version into ``models_dir/<run name>`` (the run name is
+   derived from the batch id, so Ray Train resumes the same run after a crash; a checkpoint already written there
+   by a crashed attempt is verified and adopted, never overwritten);
+3. verify the candidate (:mod:`orchestrator.ledger.verification`); pass -> register + promote it and mark the requests
+   verified in one transaction; fail -> no promotion, the batch is failed with the reason, its requests go back to
+   pending with retry_count + 1, and requests reaching ``escalate_after`` failures are escalated (status failed, exit 3).
+
+Every phase ends in a committed transition (:mod:`orchestrator.ledger.transitions`); ``UNLEARN_CRASH_AT=<phase>`` kills the
+process with ``os._exit`` at that point (for the crash tests). Exit codes: 0 done or nothing to do, 1 batch failed
+(requests re-queued), 2 user error, 3 escalation, 75 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.ledger.db import Ledger, parse_time
+from orchestrator.ledger.executors import Executor
+from orchestrator.ledger.lease import Lease
+from orchestrator.ledger.transitions import (
+    create_batch,
+    fail_batch,
+    promote_batch,
+    record_trained,
+    record_verified,
+    run_name_for,
+)
+from orchestrator.ledger.verification import VerifyConfig
+from orchestrator.ledger.versions import checkpoint_digest, forgotten_ids, require_current, verify_model
+from trainables.errors import UserError
+
+CRASH_ENV = "UNLEARN_CRASH_AT"
+# after_training: the checkpoint is written but not recorded (a re-run adopts it); before_verification: recorded as
+# trained; after_promotion: inside the promotion transaction, before the requests are marked (rolled back on crash).
+CRASH_PHASES = ("after_batching", "during_training", "after_training", "before_verification", "after_verification",
+                "after_promotion")
+CRASH_EXIT = 137  # what a SIGKILL looks like to the caller
+EXIT_OK, EXIT_BATCH_FAILED, EXIT_ESCALATED = 0, 1, 3
+
+
+def crash_point(phase: str) -> None:
+    """Die here, without cleanup, if ``$UNLEARN_CRASH_AT`` names this phase (fault injection for tests)."""
+    if os.environ.get(CRASH_ENV) == phase:
+        print(f"crash injected at {phase}", file=sys.stderr, flush=True)
+        os._exit(CRASH_EXIT)
+
+
+@dataclass
+class ScheduleOptions:
+    min_batch: int = 1
+    max_age_hours: float | None = None
+    escalate_after: int = 3
+    models_dir: Path | None = None  # default: <ledger dir>/models
+    lock_timeout_s: float = 600.0
+    config_file: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    results: str | None = None  # results store: one scheduled-batch row per promoted / failed batch
+
+
+@dataclass
+class Outcome:
+    code: int
+    message: str
+    batch_id: int | None = None
+    version: int | None = None
+
+
+def trigger(pending: list[dict[str, Any]], opts: ScheduleOptions, now: float | None = None) -> tuple[bool, str]:
+    """Is a batch due? (met, explanation)."""
+    if not pending:
+        return False, "no pending requests"
+    now = time.time() if now is None else now
+    age_h = (now - min(parse_time(r["received_at"]) for r in pending)) / 3600
+    if len(pending) >= opts.min_batch:
+        return True, f"{len(pending)} pending requests >= min-batch {opts.min_batch}"
+    if opts.max_age_hours is not None and age_h >= opts.max_age_hours:
+        return True, f"oldest pending request is {age_h:.1f} h old >= max-age {opts.max_age_hours} h"
+    age = f", oldest {age_h:.1f} h" + (f" (< max-age {opts.max_age_hours} h)" if opts.max_age_hours else "")
+    return False, f"{len(pending)} pending requests (< min-batch {opts.min_batch}){age}"
+
+
+class Scheduler:
+    """One scheduling run against the ledger at ``ledger_path``."""
+
+    def __init__(self, ledger_path: str | Path, executor: Executor, opts: ScheduleOptions,
+                 log: Callable[[str], None] = print):
+        self.ledger = Ledger(ledger_path)
+        self.executor, self.opts, self.log = executor, opts, log
+        self.models_dir = Path(opts.models_dir or self.ledger.path.parent / "models")
+        self.lease: Lease | None = None
+
+    # ------------------------------------------------------------------------------------------- entry
+    def plan(self) -> Outcome:
+        """``--dry-run``: say what a run would do; write nothing."""
+        current = require_current(self.ledger)
+        verify_model(current)
+        batch = self.ledger.unfinished_batch()
+        if batch is not None:
+            return Outcome(EXIT_OK, f"would resume batch {batch['batch_id']} ({batch['state']}, run "
+                                    f"{batch['run_name']}) from version {batch['parent_version']}", batch["batch_id"])
+        pending = self.ledger.list_requests(status=["pending"])
+        met, why = trigger(pending, self.opts)
+        if not met:
+            return Outcome(EXIT_OK, f"nothing to do: {why}")
+        ids = {i for r in pending for i in r["sample_ids"]} - set(current["forgotten_ids"])
+        next_id = len(self.ledger.list_batches()) + 1
+        return Outcome(EXIT_OK, f"would batch {len(pending)} requests ({len(ids)} new sample ids) as batch {next_id} "
+                                f"(run {run_name_for(self.ledger.ledger_id, next_id)}), unlearned from version "
+                                f"{current['version']} into {self.models_dir} ({why})")
+
+    def run(self) -> Outcome:
+        verify_model(require_current(self.ledger))  # a tampered served model stops everything (exit 2)
+        outcome = Outcome(EXIT_OK, "nothing to do")
+        with Lease(self.ledger.path, timeout_s=self.opts.lock_timeout_s) as self.lease:
+            for _ in range(2):  # a resumed batch first, if any, then at most one new batch
+                batch = self.ledger.unfinished_batch()
+                resumed = batch is not None
+                if resumed:
+                    self.log(f"resuming batch {batch['batch_id']} from state {batch['state']} "
+                             f"(run {batch['run_name']})")
+                else:
+                    batch, outcome = self._new_batch(outcome)
+                    if batch is None:
+                        break
+                    crash_point("after_batching")
+                outcome = self._drive(batch)
+                if outcome.code != EXIT_OK or not resumed:
+                    break
+        escalated = self.ledger.list_requests(status=["failed"])
+        if escalated and outcome.code == EXIT_OK:
+            outcome = Outcome(EXIT_ESCALATED, escalation_message(escalated), outcome.batch_id, outcome.version)
+        return outcome
+
+    def _new_batch(self, outcome: Outcome) -> tuple[dict[str, Any] | None, Outcome]:
+        """Batch the pending requests if the trigger is met; (batch to drive or None, outcome so far)."""
+        met, why = trigger(self.ledger.list_requests(status=["pending"]), self.opts)
+        if not met:
+            return None, outcome if outcome.batch_id is not None else Outcome(EXIT_OK, f"nothing to do: {why}")
+        config = self.executor.resolve_config(self.opts.config_file, self.opts.overrides, self.opts.verify)
+        batch = create_batch(self.ledger, self.lease, config=config)
+        if batch is None:
+            return None, outcome
+        n = len(self.ledger.list_requests(batch_id=batch["batch_id"]))
+        self.log(f"batch {batch['batch_id']}: {n} requests, {len(batch['forget_ids'])} new sample ids, from version "
+                 f"{batch['parent_version']}, run {batch['run_name']} ({why})")
+        if batch["state"] == "done":  # nothing new to unlearn: verified by the current model at once
+            return None, Outcome(EXIT_OK, f"batch {batch['batch_id']}: every id was already forgotten by version "
+                                          f"{batch['parent_version']}; requests verified", batch["batch_id"],
+                                 batch["parent_version"])
+        return batch, outcome
+
+    # ------------------------------------------------------------------------------------------ phases
+    def _drive(self, batch: dict[str, Any]) -> Outcome:
+        batch_id = batch["batch_id"]
+        while True:
+            batch = self.ledger.get_batch(batch_id)
+            state = batch["state"]
+            if state == "batched":
+                failure = self._train(batch)
+            elif state == "trained":
+                failure = self._verify(batch)
+            elif state == "verified":
+                version = promote_batch(self.ledger, self.lease, batch_id,
+                                        before_commit=lambda: crash_point("after_promotion"))
+                self._record(batch_id, version)
+                return Outcome(EXIT_OK, f"batch {batch_id} verified; model version {version} is now current",
+                               batch_id, version)
+            else:  # done / failed / rolled_back: nothing left to do
+                return Outcome(EXIT_OK, f"batch {batch_id} is {state}", batch_id)
+            if failure is not None:
+                return self._fail(batch, *failure)
+
+    def _train(self, batch: dict[str, Any]) -> tuple[str, dict] | None:
+        parent = self.ledger.get_model(batch["parent_version"])
+        parent_meta = verify_model(parent)
+        out = self.models_dir / batch["run_name"]
+        if out.is_dir() and any(out.iterdir()):
+            self.log(f"batch {batch['batch_id']}: adopting the checkpoint a crashed attempt wrote at {out}")
+        else:
+            for partial in self.models_dir.glob(f".{out.name}.tmp-*"):  # a crash inside save_checkpoint
+                shutil.rmtree(partial, ignore_errors=True)
+            self.log(f"batch {batch['batch_id']}: unlearning {len(batch['forget_ids'])} ids from version "
+                     f"{parent['version']} -> {out}")
+            try:
+                written = self.executor.unlearn(Path(parent["uri"]), batch["forget_ids"], batch["config"], out,
+                                                batch["run_name"])
+            except Exception as exc:  # noqa: BLE001  any failure of the job fails the batch, with its reason
+                return f"unlearning failed: {type(exc).__name__}: {exc}", {}
+            if Path(written).resolve() != out.resolve():
+                return f"the executor wrote {written}, not the expected {out}", {}
+            crash_point("after_training")
+        try:
+            digest, meta = checkpoint_digest(out)
+        except UserError as exc:
+            return f"candidate checkpoint unusable: {exc}", {}
+        expected = set(parent["forgotten_ids"]) | set(batch["forget_ids"])
+        if forgotten_ids(meta) != expected:
+            return (f"candidate {out} records {len(forgotten_ids(meta))} forgotten ids, the lineage needs "
+                    f"{len(expected)}", {})
+        parent_sha = (meta.get("parent") or {}).get("sha256")
+        if parent_sha is not None and parent_sha != parent_meta["sha256"]["model.pt"]:
+            return f"candidate {out} was not unlearned from version {parent['version']}", {}
+        record_trained(self.ledger, self.lease, batch["batch_id"], str(out.resolve()), digest)
+        crash_point("before_verification")
+        return None
+
+    def _verify(self, batch: dict[str, Any]) -> tuple[str, dict] | None:
+        parent = self.ledger.get_model(batch["parent_version"])
+        verify_model(parent)
+        try:
+            digest, _ = checkpoint_digest(batch["candidate_uri"])
+        except UserError as exc:
+            return f"candidate checkpoint unusable: {exc}", {}
+        if digest != batch["candidate_sha256"]:
+            return f"candidate {batch['candidate_uri']} was modified after training", {}
+        all_forgotten = sorted(set(parent["forgotten_ids"]) | set(batch["forget_ids"]))
+        self.log(f"batch {batch['batch_id']}: verifying {batch['candidate_uri']}")
+        try:
+            result = self.executor.verify(Path(batch["candidate_uri"]), Path(parent["uri"]), batch["forget_ids"],
+                                          all_forgotten, batch["config"])
+        except Exception as exc:  # noqa: BLE001
+            return f"verification could not run: {type(exc).__name__}: {exc}", {}
+        self.log(f"batch {batch['batch_id']}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()
+                                                            if isinstance(v, (int, float))))
+        if not result.passed:
+            return f"verification failed: {result.reason}", result.metrics
+        record_verified(self.ledger, self.lease, batch["batch_id"], result.metrics)
+        crash_point("after_verification")
+        return None
+
+    def _record(self, batch_id: int, version: int | None) -> None:
+        """Append the batch's results row (after the ledger committed; a failure to write it is only a warning:
+        the ledger is the source of truth)."""
+        if not self.opts.results:
+            return
+        from orchestrator.results.batch_rows import batch_row
+        from orchestrator.results.store import append
+
+        try:
+            append(self.opts.results, [batch_row(self.ledger, batch_id, version)])
+        except Exception as exc:  # noqa: BLE001
+            self.log(f"warning: batch {batch_id}: results row not written to {self.opts.results}: {exc}")
+
+    def _fail(self, batch: dict[str, Any], reason: str, metrics: dict) -> Outcome:
+        escalated = fail_batch(self.ledger, self.lease, batch["batch_id"], reason, metrics=metrics or None,
+                               max_failures=self.opts.escalate_after)
+        self._record(batch["batch_id"], None)
+        message = (f"batch {batch['batch_id']} failed, nothing promoted (version {batch['parent_version']} stays "
+                   f"current): {reason}")
+        if escalated:
+            rows = [self.ledger.get_request(r) for r in escalated]
+            return Outcome(EXIT_ESCALATED, message + "\n" + escalation_message(rows), batch["batch_id"])
+        return Outcome(EXIT_BATCH_FAILED, message + "; its requests are pending again and retried next run",
+                       batch["batch_id"])
+
+
+def escalation_message(rows: list[dict[str, Any]]) -> str:
+    shown = ", ".join(r["request_id"] for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+    last = rows[0].get("reason") or "see `unlearn requests show`"
+    return (f"ESCALATION: {len(rows)} deletion requests failed {rows[0]['retry_count']} batches and need a human "
+            f"({shown}); last reason: {last}. Fix the cause, then `unlearn requests retry --failed`.")
