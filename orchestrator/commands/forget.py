@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.ray_options import add_ray_args, ray_options_from_args
-from orchestrator.run_rows import add_results_args
-from trainables.unlearning.config import METHODS
+from orchestrator.results.run_rows import add_results_args
+from orchestrator.run.options import add_ray_args, ray_options_from_args
+from trainables.unlearning.registry import METHODS
 
 
 def add_unlearn_config_args(p) -> None:
@@ -70,8 +70,8 @@ def print_summary(out, summary: dict) -> None:
 def run(args) -> int:
     import time
 
-    from orchestrator.jobs import run_forget
-    from orchestrator.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.results.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.run.jobs import run_forget
 
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)

@@ -8,7 +8,7 @@ Names are imported lazily, so reading the config (e.g. for ``unlearn --help``) d
 from importlib import import_module
 
 _EXPORTS = {
-    "METHODS": "config", "UnlearnJob": "config", "check_compatible": "api", "unlearn": "api",
+    "METHODS": "registry", "UnlearnJob": "config", "check_compatible": "api", "unlearn": "api",
     "ForgetPlan": "plan", "plan_forget": "plan",
 }
 __all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 
 Keys (defaults follow the paper where it says, and the CIFAR prototype in ``shared/NOTES.md`` where it does not):
 
-    method            gp | memgp | retrain | finetune | neggrad_plus | random_labels | l1_sparse | alignment_calibration
+    method            one of trainables/unlearning/registry.py's METHODS (gp, memgp, retrain, baselines)
     a, b, c           weights of L_train, the gradient penalty, L_Norm (Eq. 2; Eq. 3 has no c). Default a=1, b=1,
                       c=0 (the paper's Eq. 3). Measured on real CIFAR-10 (docs/unlearning.md): a=0 also brings the
                       attack to chance, but by making every output insensitive to its input (view cosine 0.999 on
@@ -30,10 +30,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainables.config import OptimConfig, RuntimeConfig, StrictModel
-
-METHODS: tuple[str, ...] = ("gp", "memgp", "retrain", "finetune", "neggrad_plus", "random_labels", "l1_sparse",
-                            "alignment_calibration")
-PENALTY_METHODS: tuple[str, ...] = ("gp", "memgp")
+from trainables.unlearning.registry import METHODS, PENALTY_METHODS
 
 
 class UnlearnJob(StrictModel):

@@ -28,7 +28,6 @@ from torch import nn
 
 from trainables.data.augment import ViewMaker
 from trainables.data.loaders import ImageSubset, make_loader
-from trainables.eval.utility import classifier_accuracy, encoder_utility
 from trainables.loops.context import (
     LoopContext,
     autocast,
@@ -40,8 +39,9 @@ from trainables.loops.context import (
 )
 from trainables.loops.progress import batches
 from trainables.models.base import unwrap
-from trainables.unlearning.methods import StepMethod
+from trainables.unlearning.registry import MethodInfo
 from trainables.unlearning.step_data import StepData, StreamDrawer
+from trainables.utility.measure import classifier_accuracy, encoder_utility
 
 _STREAM_SEED_OFFSET = {"forget": 1, "retain": 2, "nonmember_ref": 3}
 
@@ -105,7 +105,7 @@ def final_metrics(model, source, ids: dict[str, np.ndarray], eval_cfg, device) -
     return out
 
 
-def step_loop(job, model: nn.Module, source, method: StepMethod, ids: dict[str, np.ndarray],
+def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, np.ndarray],
               ctx: LoopContext | None = None, *, augment, eval_cfg=None) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Run ``method`` for ``job.epochs`` on the splits in ``ids`` (only ``method.primary`` and the streams the
     method draws from are read; ``nonmember_eval`` only by the final monitor, if ``eval_cfg`` is given)."""

@@ -1,0 +1,93 @@
+"""The one registry of unlearning methods: each method is declared here once, and everything else reads it — the
+config validation (``UnlearnJob.method``), the CLI's choices and help, the step loop, the compatibility checks, the
+default Tune search space (``search_spaces/<space>.yaml``) and the docs table (docs/unlearning.md; a test ties
+them together). Importing this module does not import torch: steps are named ``"module:function"`` and imported
+when a run uses them.
+
+Adding a method: write its step (``step(model, data, job) -> dict of loss terms``, see ``baselines.py``), declare
+it below, add its keys to :class:`~trainables.unlearning.config.UnlearnJob`, a search space, and a docs row.
+
+Example:
+    >>> METHODS["memgp"].primary, METHODS["memgp"].kinds
+    ('forget', ('encoder', 'classifier'))
+    >>> METHODS["random_labels"].supports("encoder")
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+
+KINDS: tuple[str, ...] = ("encoder", "classifier")
+
+
+def _penalty_streams(extra: tuple[str, ...]) -> Callable:
+    return lambda job: extra + (("retain",) if job.a > 0 and job.train_term_source == "retain" else ())
+
+
+def _always(value) -> Callable:
+    return lambda job: value
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    summary: str                              # one line for the CLI help and the docs table
+    step_ref: str | None                      # "module:function" of the step; None: reruns pretraining (retrain)
+    primary: str = "forget"                   # the split one epoch walks over: "forget" or "retain"
+    streams: Callable = _always(())           # job -> other splits a step draws from
+    uses_train_objective: Callable = _always(True)  # job -> does any term call model(..., task="loss")?
+    kinds: tuple[str, ...] = KINDS            # model kinds it applies to: "encoder", "classifier"
+    params: tuple[str, ...] = ()              # UnlearnJob keys only this method reads
+    space: str | None = None                  # its default search space: search_spaces/<space>.yaml
+    penalty: bool = False                     # a gradient-penalty method (eval-mode model, a/b/c weights)
+
+    @property
+    def step(self) -> Callable:
+        if self.step_ref is None:
+            raise KeyError(f"{self.name} has no step function (it reruns the pretraining loop)")
+        module, function = self.step_ref.split(":")
+        return getattr(import_module(module), function)
+
+    def supports(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    @property
+    def supervised_only(self) -> bool:
+        return not self.supports("encoder")
+
+
+_PENALTY = "trainables.unlearning.penalty_methods"
+_BASELINES = "trainables.unlearning.baselines"
+
+METHODS: dict[str, MethodInfo] = {m.name: m for m in [
+    MethodInfo("gp", "the paper's Eq. 2: L_train + gradient penalty on forget/non-member interpolates + L_Norm",
+               f"{_PENALTY}:gp_step", streams=_penalty_streams(("nonmember_ref",)),
+               uses_train_objective=lambda job: job.a > 0, params=("a", "b", "c", "form", "train_term_source",
+                                                                   "penalty_on_augmented", "embed_output"),
+               space="gp", penalty=True),
+    MethodInfo("memgp", "the paper's Eq. 3: L_train + gradient penalty on the forget set only (no non-member data)",
+               f"{_PENALTY}:memgp_step", streams=_penalty_streams(()), uses_train_objective=lambda job: job.a > 0,
+               params=("a", "b", "form", "train_term_source", "penalty_on_augmented", "embed_output"),
+               space="memgp", penalty=True),
+    MethodInfo("retrain", "retrain from scratch on the retain set with the parent's recipe (the gold standard)",
+               None, primary="retain", params=("retrain_epochs",)),
+    MethodInfo("finetune", "fine-tune on the retain set only (catastrophic forgetting)", f"{_BASELINES}:finetune_step",
+               primary="retain", space="finetune"),
+    MethodInfo("neggrad_plus", "gradient ascent on the forget set + descent on the retain set (NegGrad+)",
+               f"{_BASELINES}:neggrad_plus_step", primary="retain", streams=_always(("forget",)),
+               params=("ascent_weight",), space="neggrad_plus"),
+    MethodInfo("random_labels", "fine-tune with random labels on the forget set + true labels on retain",
+               f"{_BASELINES}:random_labels_step", streams=_always(("retain",)), kinds=("classifier",),
+               space="random_labels"),
+    MethodInfo("l1_sparse", "fine-tune on retain with a decaying l1 penalty on the weights (Jia et al., 2023)",
+               f"{_BASELINES}:l1_sparse_step", primary="retain", params=("l1_weight",), space="l1_sparse"),
+    MethodInfo("alignment_calibration", "break the forget set's view agreement while training on retain",
+               f"{_BASELINES}:alignment_calibration_step", streams=_always(("retain",)),
+               params=("alignment_weight",), space="alignment_calibration"),
+]}
+
+STEP_METHODS: dict[str, MethodInfo] = {n: m for n, m in METHODS.items() if m.step_ref is not None}
+PENALTY_METHODS: tuple[str, ...] = tuple(n for n, m in METHODS.items() if m.penalty)
