@@ -57,7 +57,7 @@ def steady_interval(epoch_ends: list[float]) -> float:
 
 
 def plain_loop(job) -> dict:
-    from trainables.tasks import pretrain_task
+    from trainables.jobs.pretrain import pretrain_task
 
     torch.set_num_threads(job.runtime.num_threads)
     ends: list[float] = []
@@ -84,11 +84,11 @@ def plain_loop_subprocess(args) -> dict:
 
 
 def ray_train(job, storage: str) -> dict:
-    from orchestrator.ray_options import RayOptions
-    from orchestrator.run_names import claim_run, plan_run
-    from orchestrator.storage import open_storage
-    from orchestrator.train_driver import build_trainer, connect_ray
-    from orchestrator.train_tasks import pretrain_train_task
+    from orchestrator.run.driver import build_trainer, connect_ray
+    from orchestrator.run.names import claim_run, plan_run
+    from orchestrator.run.options import RayOptions
+    from orchestrator.run.storage import open_storage
+    from trainables.jobs.pretrain import pretrain_train_task
 
     t0 = time.time()
     connect_ray(None)
@@ -118,8 +118,8 @@ def gp_step_ratio(job, steps: int = 15, warmup: int = 3) -> dict:
     """Median times on the same batch of: a plain training step, a training + gradient-penalty step (Eq. 3 with
     both terms) and a penalty-only step (Eq. 3 with a=0)."""
     from trainables.data.augment import ViewMaker
+    from trainables.jobs.common import load_data, new_model
     from trainables.loops.context import build_optimizer
-    from trainables.tasks import load_data, new_model
 
     torch.set_num_threads(job.runtime.num_threads)
     source, splits = load_data(job.data)
@@ -163,7 +163,9 @@ def main() -> int:
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--plain-only", metavar="JSON", help=argparse.SUPPRESS)  # internal: one plain run
     args = p.parse_args()
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    from orchestrator.fenced.ray_internals import workers_use_this_interpreter
+
+    workers_use_this_interpreter()
     job = bench_job(args)
     if args.plain_only:
         Path(args.plain_only).write_text(json.dumps(plain_loop(job)))

@@ -161,7 +161,7 @@ class Demo:
 
     def served_model(self) -> tuple[Path, bool]:
         """The promoted version, or (when the batch failed verification) the rejected candidate, to audit it."""
-        from orchestrator.ledger import Ledger
+        from orchestrator.ledger.db import Ledger
 
         with Ledger.open(self.ledger) as ledger:
             current = ledger.current_model()
@@ -224,7 +224,9 @@ def start_ray() -> bool:
     if ray.is_initialized():
         print("    using the Ray instance this process already runs", flush=True)
         return False
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    from orchestrator.fenced.ray_internals import workers_use_this_interpreter
+
+    workers_use_this_interpreter()
     root = str(Path(__file__).resolve().parents[1])  # workers import this package from here
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
              logging_config=ray.LoggingConfig(log_level="ERROR"),
@@ -254,7 +256,7 @@ def start_retrain(argv: list[str], log_path: Path):
 def summary_table(results: str, model: Path) -> list[str]:
     """original / unlearned / retrained: attack accuracy with its interval, AUC, and utility, from the rows the
     final evaluation wrote."""
-    from orchestrator.results import load
+    from orchestrator.results.store import load
 
     df = load(results, kinds=["evaluate"])
     rows = df[(df["checkpoint_uri"] == str(Path(model).resolve())) & (df["experiment"] == "main")]

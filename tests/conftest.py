@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+from orchestrator.fenced.ray_internals import workers_use_this_interpreter
+
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+workers_use_this_interpreter()
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

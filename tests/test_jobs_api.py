@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import results
-from orchestrator.jobs import run_pretrain
+from orchestrator.fenced.ray_internals import UV_RUNTIME_ENV
+from orchestrator.results import store as results
+from orchestrator.run.jobs import run_pretrain
 from tests.conftest import REPO_ROOT, tiny_job
 
 # gitignore syntax, relative to the working dir (Ray also honours the repository's .gitignore files)
@@ -62,7 +63,7 @@ def local_ray_cluster(num_cpus: int = 2, start_timeout_s: float = 90.0):
            f"--temp-dir={temp_dir}"]
     token = secrets.token_hex(32)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-    env.update(RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+    env.update(**{UV_RUNTIME_ENV: "0"}, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
                PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
     headers = {"Authorization": f"Bearer {token}"}
     log = open(os.path.join(temp_dir, "ray_start.log"), "w")  # noqa: SIM115  closed below

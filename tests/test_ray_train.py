@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from orchestrator.config import dump_yaml
-from orchestrator.jobs import run_pretrain
-from orchestrator.ray_options import FaultInjection, RayOptions
-from orchestrator.run_names import default_run_name, job_hash
+from orchestrator.fenced.ray_internals import UV_RUNTIME_ENV
+from orchestrator.run.jobs import run_pretrain
+from orchestrator.run.names import default_run_name, job_hash
+from orchestrator.run.options import FaultInjection, RayOptions
 from tests.conftest import REPO_ROOT, tiny_job
 from trainables.checkpoint import load_checkpoint
 from trainables.errors import UserError
@@ -96,7 +97,7 @@ def test_relaunch_after_a_killed_driver_and_a_lost_worker_both_resume_exactly(un
     config.write_text(dump_yaml(job))
     run_dir = _run_dir(tmp_path, job, out)
     stalled = run_dir / "fault_injected_before_epoch_2"
-    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT, UV_RUNTIME_ENV: "0"}
     cmd = [sys.executable, "-m", "orchestrator", "pretrain", "--config", str(config), "--out", str(out),
            "--workers", "2", "--storage", str(tmp_path / "runs"), "--keep-checkpoints", str(EPOCHS),
            "--address", ray_session.get_runtime_context().gcs_address, "--inject-fault", "2:stall"]
