@@ -1,1 +1,2 @@
-"""Utility metrics for encoders and classifiers (kNN, linear probe, accuracy)."""
+"""Utility of a model on held-out data: weighted kNN (:mod:`.knn`), a linear probe (:mod:`.linear_probe`), and
+classifier accuracy per split (:mod:`.measure`)."""
