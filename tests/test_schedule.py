@@ -212,12 +212,8 @@ def test_real_executor_names_the_ray_run_after_the_batch(tmp_path):
     executor = load_executor("ray", workers=2, use_gpu=False, storage_path=str(tmp_path))
     assert isinstance(executor, RayExecutor)
 
-    def keywords(job, parent, out, forget_ids=None, *, workers=0, use_gpu=False, run_name=None, storage_path=None):
-        pass
-
-    assert executor._run_identity(keywords, "unlearn-ab-batch-000007") == {
-        "run_name": "unlearn-ab-batch-000007", "storage_path": str(tmp_path)}
-    assert executor._run_identity(lambda job, parent, out, forget_ids=None, *, workers=0, use_gpu=False: 0, "x") == {}
+    options = executor.ray_options("unlearn-ab-batch-000007")
+    assert (options.run_name, options.storage, options.workers) == ("unlearn-ab-batch-000007", str(tmp_path), 2)
     assert main(["schedule", "run", "--executor", "no_such_module:X", "--ledger", str(tmp_path / "l")]) == 2
 
 

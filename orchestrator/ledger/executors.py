@@ -16,7 +16,6 @@ plugs in another one (the tests use a deterministic fake); the callable receives
 from __future__ import annotations
 
 import importlib
-import inspect
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,20 +64,15 @@ class RayExecutor:
 
         job = _unlearn_job_type().model_validate(config["job"])
         path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
-                             **self._run_identity(run_forget, run_name))
+                             ray_options=self.ray_options(run_name))
         return Path(path)
 
-    def _run_identity(self, run_forget, run_name: str) -> dict[str, Any]:
-        """Name the Ray Train run after the batch, under ``storage_path``, in whichever form ``run_forget`` takes
-        (``ray_options=RayOptions(...)`` from the Ray Train feature, or plain keywords)."""
-        accepted = inspect.signature(run_forget).parameters
-        if "ray_options" in accepted:
-            from orchestrator.run.options import RayOptions
+    def ray_options(self, run_name: str):
+        """The Ray Train run is named after the batch, under ``storage_path``: a re-run of the batch resumes it."""
+        from orchestrator.run.options import RayOptions
 
-            storage = None if self.storage_path is None else str(self.storage_path)
-            return {"ray_options": RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage,
-                                              run_name=run_name)}
-        return {k: v for k, v in (("run_name", run_name), ("storage_path", self.storage_path)) if k in accepted}
+        storage = None if self.storage_path is None else str(self.storage_path)
+        return RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage, run_name=run_name)
 
     def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
         from trainables.checkpoint import load_checkpoint
