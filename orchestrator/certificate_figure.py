@@ -38,8 +38,8 @@ def scores_svg(scores: dict[str, Any]) -> str:
     height = TOP + len(ROWS) * (PANEL_H + 20) + 30
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="membership scores before and after">',
-           f'<text x="{MARGIN_L}" y="16" font-size="12" fill="#333">grey: scores of held-out non-members '
-           f'(never trained on); red: this request\'s records</text>']
+           '<text x="8" y="16" font-size="12" fill="#333">grey: scores of held-out non-members '
+           '(never trained on); red: this request\'s records</text>']
     for row, (model, label) in enumerate(ROWS):
         base = TOP + row * (PANEL_H + 20) + PANEL_H
         out.append(f'<text x="8" y="{_n(base - PANEL_H / 2)}" font-size="12" fill="#333">{escape(label)}</text>')

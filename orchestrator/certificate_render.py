@@ -155,12 +155,12 @@ def render_md(facts: dict[str, Any], sha: str) -> str:
     banner, _, sentence = verdict_line(facts)
     lines = [f"# Deletion certificate: request {facts['request']['request_id']}", "",
              f"**{banner}**: {sentence}", "", *[f"- {s}" for s in summary(facts)], ""]
-    for title, rows in sections(facts):
+    for n, (title, rows) in enumerate(sections(facts)):
+        if n == 2 and facts["scores"]["samples"]:  # the request's own scores right after the batch's evidence
+            lines += ["## This request's records: membership scores", "",
+                      "| " + " | ".join(_SAMPLE_COLUMNS) + " |", "|" + "---|" * len(_SAMPLE_COLUMNS),
+                      *["| " + " | ".join(r) + " |" for r in _sample_rows(facts)], ""]
         lines += [f"## {title}", "", "| | |", "|---|---|", *[f"| {k} | {_md_cell(val)} |" for k, val in rows], ""]
-    if facts["scores"]["samples"]:
-        lines += ["## This request's records: membership scores", "", "| " + " | ".join(_SAMPLE_COLUMNS) + " |",
-                  "|" + "---|" * len(_SAMPLE_COLUMNS), *["| " + " | ".join(r) + " |" for r in _sample_rows(facts)],
-                  ""]
     lines += ["## Method and configuration", "", "```json", json.dumps(facts["batch"]["config"], indent=2,
                                                                         sort_keys=True), "```", "",
               "## Integrity", "", f"Content sha256: `{sha}` (issued {facts['certificate']['issued_at']}, ledger "
@@ -195,14 +195,14 @@ def render_html(facts: dict[str, Any], sha: str) -> str:
                 "<figcaption>Each red line is one of this request's records; grey bars are held-out non-members "
                 "scored by the same model. After unlearning the red lines should sit inside the grey "
                 "mass.</figcaption></figure>"]
-    for title, rows in sections(facts):
+    for n, (title, rows) in enumerate(sections(facts)):
+        if n == 2 and facts["scores"]["samples"]:
+            out += ["<h2>This request's records: membership scores</h2>", "<table>",
+                    "<tr>" + "".join(f"<th>{c}</th>" for c in _SAMPLE_COLUMNS) + "</tr>",
+                    *["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in _sample_rows(facts)],
+                    "</table>"]
         out += [f"<h2>{escape(title)}</h2>", "<table>",
                 *[f"<tr><td>{escape(k)}</td><td>{escape(val)}</td></tr>" for k, val in rows], "</table>"]
-    if facts["scores"]["samples"]:
-        out += ["<h2>This request's records: membership scores</h2>", "<table>",
-                "<tr>" + "".join(f"<th>{c}</th>" for c in _SAMPLE_COLUMNS) + "</tr>",
-                *["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in _sample_rows(facts)],
-                "</table>"]
     embedded = canonical_json(facts).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     out += ["<h2>Method and configuration</h2>",
             f"<pre>{escape(json.dumps(facts['batch']['config'], indent=2, sort_keys=True))}</pre>",

@@ -16,7 +16,7 @@ from orchestrator.certificate_files import write_certificate
 from orchestrator.certificate_render import extract
 from orchestrator.cli import main
 from orchestrator.lease import Lease
-from orchestrator.ledger import Ledger
+from orchestrator.ledger import Ledger, NewRequest
 from orchestrator.transitions import create_batch
 from tests.evidence_fakes import gate_verification, write_gate_evidence
 from tests.ledger_fakes import make_base_checkpoint
@@ -219,3 +219,15 @@ def test_certificates_migration_upgrades_a_v1_ledger_and_is_idempotent(tmp_path)
         assert led.schema_version == ledger_mod.SCHEMA_VERSION
         ledger_mod._add_certificates(led.conn)  # run again (e.g. renumbered among other migrations): no error
         assert led.conn.execute("SELECT COUNT(*) FROM certificates").fetchone()[0] == 0
+
+
+def test_request_for_already_forgotten_ids_is_certified_by_the_parent(verified, tmp_path):
+    path, ids = verified
+    with Ledger(path) as led:
+        led.add_requests([NewRequest("alice", (ids[0],), request_id="resend")])  # raced past intake
+        with Lease(led.path) as lease:
+            assert create_batch(led, lease, config={})["state"] == "done"
+        facts = extract(write_certificate(led, "resend", "json", tmp_path / "r.json").read_text())[1]
+    assert facts["verification"]["evidence"] == "already forgotten"
+    assert facts["models"]["promoted"]["version"] == facts["models"]["parent"]["version"] == 2
+    assert facts["models"]["unlearned_in_this_batch"] is False
