@@ -196,6 +196,7 @@ def verification_facts(batch: dict[str, Any], unlearned: bool) -> dict[str, Any]
     return {"evidence": "legacy point estimate", "verdict": "verified",
             "test": f"|attack {verify.get('attack_metric', 'accuracy')} - target| <= tolerance "
                     f"(target: {'retrained reference' if verify.get('reference') else 'chance 0.5'})",
+            "attack": f"primary attack ({verify.get('attack_metric', 'accuracy')})",
             "statistic": metrics.get("forget_attack"), "tolerance": verify.get("attack_tolerance"),
             "p_value": None, "alpha": None, "reference_k": None,
             "n_forget": metrics.get("batch_size", len(batch["forget_ids"])),

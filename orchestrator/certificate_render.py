@@ -41,8 +41,8 @@ def verdict_line(facts: dict[str, Any]) -> tuple[str, str, str]:
     v, req = facts["verification"], facts["request"]
     n, version = len(req["sample_ids"]), facts["models"]["promoted"]["version"]
     banner, cls = _BANNERS.get(v.get("verdict"), (str(v.get("verdict")).upper(), "bad"))
-    if v["evidence"] == "legacy point estimate":
-        banner += " (legacy point estimate)"
+    if v["evidence"] == "legacy point estimate":  # weaker evidence: amber, not green
+        banner, cls = banner + " (legacy point estimate)", "warn"
     elif v["evidence"] == "already forgotten":
         banner += " (already forgotten)"
     sentence = (f"The {n} record(s) of deletion request {req['request_id']} (subject {req['subject_id']}) are "

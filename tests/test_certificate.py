@@ -97,6 +97,8 @@ def test_legacy_batch_certificate_says_point_estimate(verified, tmp_path, capsys
     path, ids = verified
     with Ledger(path) as led:
         out = write_certificate(led, "req-000002", "md", tmp_path / "bob.md")
+        html = write_certificate(led, "req-000002", "html", tmp_path / "bob.html").read_text()
+    assert '<div class="banner warn"><b>VERIFIED (legacy point estimate)</b>' in html and "<svg" not in html
     text = out.read_text()
     assert "**VERIFIED (legacy point estimate)**" in text and "No per-sample scores were stored" in text
     _, facts = extract(text)
