@@ -93,8 +93,10 @@ def verify_certificate(ledger: Ledger, file: str | os.PathLike) -> dict[str, Any
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"no such certificate file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a certificate: {exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not an unlearn certificate (not UTF-8 text)") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
     try:
         fmt, facts = extract(text)
         declared = (facts.get("certificate") or {}).get("format")
