@@ -87,6 +87,8 @@ def test_gate_evidence_certificate_in_every_format_verifies(verified, tmp_path, 
         assert main(["requests", "certificate", "--verify", str(tmp_path / f"c.{fmt}")]) == 0
     out = capsys.readouterr().out
     assert out.count("certificate OK") == 3 and "verified (statistical test)" in out
+    assert main(["requests", "show", "req-000001"]) == 0
+    assert capsys.readouterr().out.count("certificate #") == 3
     with Ledger(path) as led:
         events = led.events("certificate_issued")
     assert [e["detail"]["format"] for e in events] == ["json", "md", "html"]

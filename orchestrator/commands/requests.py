@@ -115,8 +115,12 @@ def run_show(args) -> int:
         batches = ledger.request_batches(args.request_id)
         version = ledger.conn.execute("SELECT version FROM model_versions WHERE batch_id = ?",
                                       (row["batch_id"],)).fetchone() if row["status"] == "verified" else None
+        certs = [dict(r) for r in ledger.conn.execute(
+            "SELECT certificate_id, content_sha256, format, issued_at, out FROM certificates WHERE request_id = ? "
+            "ORDER BY certificate_id", (args.request_id,))]
     if args.json:
-        print(as_json({**row, "batches": batches, "verified_by_version": version[0] if version else None}))
+        print(as_json({**row, "batches": batches, "verified_by_version": version[0] if version else None,
+                       "certificates": certs}))
         return 0
     for key in ("request_id", "subject_id", "status", "received_at", "updated_at", "retry_count", "batch_id",
                 "reason"):
@@ -126,6 +130,9 @@ def run_show(args) -> int:
         print(f"{'forgotten by':<14}model version {version[0]}")
     print("batches:")
     print(batch_table(batches))
+    for c in certs:
+        print(f"certificate #{c['certificate_id']} issued {c['issued_at']} ({c['format']}, sha256 "
+              f"{c['content_sha256'][:16]}...){' -> ' + c['out'] if c['out'] else ''}")
     return 0
 
 
