@@ -55,6 +55,10 @@ def issue_certificate(ledger: Ledger, request_id: str, fmt: str, out: str | os.P
     sha = content_sha256(facts)
     text = render(facts, sha, fmt)
     with ledger.transaction() as c:
+        now = c.execute("SELECT status, batch_id FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+        if tuple(now) != ("verified", facts["batch"]["batch_id"]):  # a rollback raced the facts: certify nothing
+            raise UserError(f"request {request_id} changed while its certificate was built (now {now[0]}); "
+                            f"nothing was issued")
         c.execute("INSERT INTO certificates (request_id, batch_id, version, content_sha256, facts, format, "
                   "issued_at, out) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   (request_id, facts["batch"]["batch_id"], facts["models"]["promoted"]["version"], sha,
