@@ -1,9 +1,11 @@
-"""`unlearn requests add|list|show|retry`: record deletion requests in the ledger and follow them.
+"""`unlearn requests add|list|show|retry|certificate`: record deletion requests in the ledger and follow them.
 
     unlearn requests add --subject alice --sample-ids 3,17,42
     unlearn requests add --file requests.csv          # columns subject_id, sample_ids[, request_id, received_at]
     unlearn requests list --status pending,failed
     unlearn requests show req-000003
+    unlearn requests certificate req-000003 --format html --out cert.html
+    unlearn requests certificate --verify cert.html
 """
 
 from __future__ import annotations
@@ -49,6 +51,20 @@ def register(sub) -> None:
     retry.add_argument("--failed", action="store_true", help="every request in status failed")
     add_ledger_arg(retry)
     retry.set_defaults(func=run_retry)
+
+    cert = actions.add_parser("certificate", help="issue or verify a verified request's deletion certificate",
+                              description="Issue the certificate of a verified request: its records, the batch, "
+                                          "parent and promoted model versions (sha256, lineage), method and config, "
+                                          "the gate's evidence and the request's own membership scores before and "
+                                          "after. Its content sha256 is recorded in the ledger; --verify FILE "
+                                          "detects any later edit. See docs/ledger.md, Certificates.")
+    cert.add_argument("request_id", nargs="?", help="the verified request")
+    cert.add_argument("--format", choices=("json", "md", "html"),
+                      help="default: from the --out suffix (.json/.md/.html), else json")
+    cert.add_argument("--out", metavar="FILE", help="write here (must not exist; default: print to stdout)")
+    cert.add_argument("--verify", metavar="FILE", help="check a certificate file against the ledger instead")
+    add_ledger_arg(cert)
+    cert.set_defaults(func=run_certificate)
 
 
 def run_add(args) -> int:
@@ -99,8 +115,12 @@ def run_show(args) -> int:
         batches = ledger.request_batches(args.request_id)
         version = ledger.conn.execute("SELECT version FROM model_versions WHERE batch_id = ?",
                                       (row["batch_id"],)).fetchone() if row["status"] == "verified" else None
+        certs = [dict(r) for r in ledger.conn.execute(
+            "SELECT certificate_id, content_sha256, format, issued_at, out FROM certificates WHERE request_id = ? "
+            "ORDER BY certificate_id", (args.request_id,))]
     if args.json:
-        print(as_json({**row, "batches": batches, "verified_by_version": version[0] if version else None}))
+        print(as_json({**row, "batches": batches, "verified_by_version": version[0] if version else None,
+                       "certificates": certs}))
         return 0
     for key in ("request_id", "subject_id", "status", "received_at", "updated_at", "retry_count", "batch_id",
                 "reason"):
@@ -110,6 +130,9 @@ def run_show(args) -> int:
         print(f"{'forgotten by':<14}model version {version[0]}")
     print("batches:")
     print(batch_table(batches))
+    for c in certs:
+        print(f"certificate #{c['certificate_id']} issued {c['issued_at']} ({c['format']}, sha256 "
+              f"{c['content_sha256'][:16]}...){' -> ' + c['out'] if c['out'] else ''}")
     return 0
 
 
@@ -122,4 +145,38 @@ def run_retry(args) -> int:
     with Ledger.open(args.ledger) as ledger:
         done = ledger.retry_failed(None if args.failed else args.request_ids)
     print(f"{len(done)} request(s) pending again" + (f": {', '.join(done)}" if done else ""))
+    return 0
+
+
+def run_certificate(args) -> int:
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.certificate.files import (
+        check_out_path,
+        format_for,
+        issue_certificate,
+        verify_certificate,
+    )
+    from trainables.errors import UserError
+
+    if args.verify:
+        if args.request_id or args.out or args.format:
+            raise UserError("--verify FILE takes no request id, --out or --format")
+        with Ledger.open(args.ledger) as ledger:
+            report = verify_certificate(ledger, args.verify)
+        print(f"certificate OK: {report['file']} ({report['format']}) is the certificate #{report['certificate_id']} "
+              f"issued {report['issued_at']} for request {report['request_id']}: {report['verdict']} "
+              f"({report['evidence']}), model version {report['version']}; content sha256 {report['content_sha256']}")
+        return 0
+    if not args.request_id:
+        raise UserError("name a request id (or --verify FILE)")
+    fmt = format_for(args.format, args.out)
+    if args.out:
+        check_out_path(args.out)  # before opening the ledger: nothing is done for an --out that cannot be written
+    with Ledger.open(args.ledger) as ledger:
+        text, sha = issue_certificate(ledger, args.request_id, fmt, args.out)
+    if args.out:
+        print(f"certificate of request {args.request_id} written to {args.out} ({fmt}); content sha256 {sha} "
+              f"recorded in the ledger")
+    else:
+        print(text, end="")
     return 0

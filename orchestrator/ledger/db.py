@@ -9,6 +9,7 @@ concurrent writers queue instead of failing and a killed process leaves the last
     batches         batched -> trained -> verified -> done      (or failed, or rolled_back)
     model_versions  version, parent, batch_id, uri, sha256, forgotten_ids, metrics; exactly one is_current
     locks           the scheduler lease (see :mod:`orchestrator.ledger.lease`)
+    certificates    content sha256 and facts of every issued request certificate (:mod:`orchestrator.ledger.certificate.facts`)
     events          an append-only audit trail of every transition
 
 The path comes from ``--ledger PATH``, else ``$UNLEARN_LEDGER``, else ``runs/ledger/ledger.sqlite``. Usage::
@@ -122,8 +123,26 @@ def _create_v1(conn: sqlite3.Connection) -> None:
                  (uuid.uuid4().hex, utc_now()))
 
 
+def _add_certificates(conn: sqlite3.Connection) -> None:
+    """Issued per-request certificates (``unlearn requests certificate``): the sha256 of each one's canonical facts,
+    and the facts themselves, so ``--verify`` can name what an edited copy changed. Idempotent (IF NOT EXISTS), so
+    it is safe whatever number it gets among other migrations."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS certificates (
+        certificate_id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES requests(request_id),
+        batch_id INTEGER REFERENCES batches(batch_id),
+        version INTEGER REFERENCES model_versions(version),
+        content_sha256 TEXT NOT NULL UNIQUE,
+        facts TEXT NOT NULL,
+        format TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        out TEXT
+    )""")
+    conn.execute("CREATE INDEX IF NOT EXISTS certificates_by_request ON certificates(request_id)")
+
+
 # version -> function bringing the schema from version-1 to version, run inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
