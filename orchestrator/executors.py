@@ -65,19 +65,22 @@ class RayExecutor:
 
         job = _unlearn_job_type().model_validate(config["job"])
         path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
-                             **self._run_identity(run_forget, run_name))
+                             **self._run_identity(run_forget, run_name, Path(out).parent / run_name))
         return Path(path)
 
-    def _run_identity(self, run_forget, run_name: str) -> dict[str, Any]:
+    def _run_identity(self, run_forget, run_name: str, final: Path | None = None) -> dict[str, Any]:
         """Name the Ray Train run after the batch, under ``storage_path``, in whichever form ``run_forget`` takes
-        (``ray_options=RayOptions(...)`` from the Ray Train feature, or plain keywords)."""
+        (``ray_options=RayOptions(...)`` from the Ray Train feature, or plain keywords). ``final`` (the candidate's
+        place once installed) identifies the run instead of the per-generation staging directory ``out``, so a
+        run that took the lease over resumes the same Ray Train run."""
         accepted = inspect.signature(run_forget).parameters
         if "ray_options" in accepted:
             from orchestrator.ray_options import RayOptions
 
             storage = None if self.storage_path is None else str(self.storage_path)
             return {"ray_options": RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage,
-                                              run_name=run_name)}
+                                              run_name=run_name,
+                                              run_key=None if final is None else str(final.resolve()))}
         return {k: v for k, v in (("run_name", run_name), ("storage_path", self.storage_path)) if k in accepted}
 
     def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:

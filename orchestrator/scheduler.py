@@ -7,7 +7,9 @@ One run (``unlearn schedule run``) under the ledger lease:
    move every pending request into a new batch (one transaction);
 2. unlearn the batch's new ids from the batch's parent version into ``models_dir/<run name>`` (the run name is
    derived from the batch id, so Ray Train resumes the same run after a crash; a checkpoint already written there
-   by a crashed attempt is verified and adopted, never overwritten);
+   by a crashed attempt is verified and adopted, never overwritten). The executor writes into a staging directory
+   named after the lease generation, renamed into place only while the lease is still held
+   (:mod:`orchestrator.fencing`): a holder that was frozen and taken over cannot write there;
 3. verify the candidate (:mod:`orchestrator.verification`); pass -> register + promote it and mark the requests
    verified in one transaction; fail -> no promotion, the batch is failed with the reason, its requests go back to
    pending with retry_count + 1, and requests reaching ``escalate_after`` failures are escalated (status failed, exit 3).
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.executors import Executor
+from orchestrator.fencing import install_candidate, remove_stale_staging, staging_dir
 from orchestrator.lease import Lease
 from orchestrator.ledger import Ledger, parse_time
 from orchestrator.model_store import checkpoint_digest, forgotten_ids, require_current, verify_model
@@ -194,15 +197,19 @@ class Scheduler:
         else:
             for partial in self.models_dir.glob(f".{out.name}.tmp-*"):  # a crash inside save_checkpoint
                 shutil.rmtree(partial, ignore_errors=True)
+            remove_stale_staging(self.models_dir, out.name, self.lease.generation)
+            # Written under this lease's generation, moved to `out` only while the lease is still ours.
+            staging = staging_dir(self.models_dir, out.name, self.lease.generation)
             self.log(f"batch {batch['batch_id']}: unlearning {len(batch['forget_ids'])} ids from version "
                      f"{parent['version']} -> {out}")
             try:
-                written = self.executor.unlearn(Path(parent["uri"]), batch["forget_ids"], batch["config"], out,
+                written = self.executor.unlearn(Path(parent["uri"]), batch["forget_ids"], batch["config"], staging,
                                                 batch["run_name"])
             except Exception as exc:  # noqa: BLE001  any failure of the job fails the batch, with its reason
                 return f"unlearning failed: {type(exc).__name__}: {exc}", {}
-            if Path(written).resolve() != out.resolve():
-                return f"the executor wrote {written}, not the expected {out}", {}
+            if Path(written).resolve() != staging.resolve():
+                return f"the executor wrote {written}, not the expected {staging}", {}
+            install_candidate(self.ledger, self.lease, staging, out)  # LeaseLost if taken over meanwhile
             crash_point("after_training")
         try:
             digest, meta = checkpoint_digest(out)

@@ -69,7 +69,8 @@ def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tu
     if options.workers < 1:
         raise UserError("the Ray Train path needs --workers 1 or more (0 runs in this process)")
     _check_device(task.job, options)
-    plan = plan_run(open_storage(options.storage), task.kind, task.job, out, options.run_name, task.identity)
+    plan = plan_run(open_storage(options.storage), task.kind, task.job, options.run_key or out, options.run_name,
+                    task.identity)
     if plan.finished:  # trained before, but the export was deleted or failed: export again, no workers needed
         log(f"run {plan.display()} already finished; exporting its final checkpoint")
         return _export(_finished_checkpoint(plan), out, plan, options, t0)
