@@ -20,9 +20,9 @@ import re
 import shutil
 from pathlib import Path
 
-from trainables.durable import fsync_dir
 from orchestrator.lease import Lease, LeaseLost
 from orchestrator.ledger import Ledger
+from trainables.durable import fsync_dir
 
 
 def staging_dir(models_dir: Path, run_name: str, generation: int) -> Path:
