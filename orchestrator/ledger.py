@@ -276,7 +276,7 @@ class Ledger:
                                     (req.request_id,)).fetchone()
                     if old is not None:
                         if (old[0], old[1]) != (req.subject_id, ids_json(req.sample_ids)):
-                            raise UserError(f"request {req.request_id} already exists with a different subject "
+                            raise UserError(f"request {req.request_id!r} already exists with a different subject "
                                             f"or sample ids; nothing was added")
                         out.append((req.request_id, False))
                         continue

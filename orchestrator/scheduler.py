@@ -35,6 +35,7 @@ from orchestrator.fencing import install_candidate, remove_stale_staging, stagin
 from orchestrator.lease import Lease
 from orchestrator.ledger import Ledger, parse_time
 from orchestrator.model_store import checkpoint_digest, forgotten_ids, require_current, verify_model
+from orchestrator.safe_text import printable
 from orchestrator.transitions import (
     create_batch,
     fail_batch,
@@ -277,7 +278,7 @@ class Scheduler:
 
 
 def escalation_message(rows: list[dict[str, Any]]) -> str:
-    shown = ", ".join(r["request_id"] for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
-    last = rows[0].get("reason") or "see `unlearn requests show`"
+    shown = ", ".join(printable(r["request_id"]) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+    last = printable(rows[0].get("reason") or "see `unlearn requests show`")
     return (f"ESCALATION: {len(rows)} deletion requests failed {rows[0]['retry_count']} batches and need a human "
             f"({shown}); last reason: {last}. Fix the cause, then `unlearn requests retry --failed`.")
