@@ -74,6 +74,8 @@ class ScheduleOptions:
     overrides: list[str] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     results: str | None = None  # results store: one scheduled-batch row per promoted / failed batch
+    storage: str | None = None  # Ray Train run storage (retention deletes failed batches' run directories there)
+    keep_failed: int = 3        # failed batches whose files (candidate, Ray run directory) are kept
 
 
 @dataclass
@@ -145,6 +147,7 @@ class Scheduler:
                 outcome = self._drive(batch)
                 if outcome.code != EXIT_OK or not resumed:
                     break
+            self._retain()
         escalated = self.ledger.list_requests(status=["failed"])
         if escalated and outcome.code == EXIT_OK:
             outcome = Outcome(EXIT_ESCALATED, escalation_message(escalated), outcome.batch_id, outcome.version)
@@ -250,6 +253,20 @@ class Scheduler:
         record_verified(self.ledger, self.lease, batch["batch_id"], result.metrics)
         crash_point("after_verification")
         return None
+
+    def _retain(self) -> None:
+        """Remove the files of failed batches beyond ``keep_failed`` (a failure here is only a warning)."""
+        from orchestrator.retention import clean_failed_batches
+
+        try:
+            cleaned = clean_failed_batches(self.ledger, self.lease, self.models_dir, self.opts.storage,
+                                           keep=self.opts.keep_failed)
+        except (OSError, UserError) as exc:
+            self.log(f"warning: retention: could not remove failed batches' files: {exc}")
+            return
+        if cleaned:
+            self.log(f"retention: removed the files of failed batch(es) {', '.join(map(str, cleaned))} "
+                     f"(keeping the newest {self.opts.keep_failed})")
 
     def _record(self, batch_id: int, version: int | None) -> None:
         """Append the batch's results row (after the ledger committed; a failure to write it is only a warning:
