@@ -100,14 +100,17 @@ def connect_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
     # ERROR: keep Ray's own INFO/WARNING chatter (per-report lines, state-API warnings without a dashboard) out of
     # the console; the workers' per-epoch lines are plain prints and still reach it.
     kwargs: dict[str, Any] = {"log_to_driver": True, "logging_config": ray.LoggingConfig(log_level="ERROR")}
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(include_dashboard=False, **kwargs)
+        else:  # a private instance whose address every worker and actor is given (no "multiple instances")
+            from orchestrator.ray_local import start_local_ray
+
+            start_local_ray(include_dashboard=False, **kwargs)
     except ConnectionError as exc:
         raise UserError(f"cannot reach a Ray cluster at {address!r} ({exc}); start one with `ray start --head` "
                         f"or drop --address / RAY_ADDRESS to start a local one") from None
