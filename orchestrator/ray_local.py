@@ -29,7 +29,6 @@ def free_port() -> int:
 def start_local_ray(**kwargs: Any) -> str:
     """``ray.init`` a new local instance (never an existing one); returns its GCS address."""
     import ray
-
     from ray._private.services import get_node_ip_address
 
     address = f"{get_node_ip_address()}:{free_port()}"  # the IP Ray itself will advertise for this node
