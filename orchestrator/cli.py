@@ -1,6 +1,8 @@
 """``unlearn``: the command-line entry point. Each subcommand lives in ``orchestrator/commands/<name>.py``.
 
 User errors (bad input, missing files, tampered checkpoints) print one ``error:`` line and exit 2, no traceback.
+Ctrl-C (SIGINT) exits 130 and SIGTERM (``kill``, ``ray job stop``, a pod eviction) exits 143, both after the same
+cleanup: temporary checkpoint directories removed, open ledger transactions rolled back.
 """
 
 from __future__ import annotations
@@ -8,13 +10,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from trainables.errors import UserError
 
 # Order = order in `unlearn --help`.
 COMMANDS = ["pretrain", "forget", "retrain", "evaluate", "tune", "requests", "models", "schedule", "report",
             "inspect", "demo"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C, so every ``except BaseException`` cleanup runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def handle_sigterm_like_sigint() -> None:
+    """Without this, SIGTERM kills the process on the spot and leaves hidden ``.tmp-*`` directories behind."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    handle_sigterm_like_sigint()
     try:
         result = args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

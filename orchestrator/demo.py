@@ -228,10 +228,12 @@ def start_ray() -> bool:
 
     workers_use_this_interpreter()
     root = str(Path(__file__).resolve().parents[1])  # workers import this package from here
-    ray.init(address="local", include_dashboard=False, log_to_driver=False,
-             logging_config=ray.LoggingConfig(log_level="ERROR"),
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
-                 "PYTHONPATH")]))}})
+    from orchestrator.run.ray_local import start_local_ray  # its address handed to every worker and actor
+
+    start_local_ray(include_dashboard=False, log_to_driver=False,
+                    logging_config=ray.LoggingConfig(log_level="ERROR"),
+                    runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+                        "PYTHONPATH")]))}})
     resources = ray.cluster_resources()
     print(f"    Ray {ray.__version__}: {resources.get('CPU', 0):g} CPUs", flush=True)
     return True

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from orchestrator.ledger.certificate.facts import evidence_path
 
+from orchestrator.ledger.certificate.facts import evidence_path
 from orchestrator.ledger.db import Ledger
 from trainables.checkpoint import sha256_file
 

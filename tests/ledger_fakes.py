@@ -65,7 +65,8 @@ class FakeExecutor:
         cumulative = sorted(set(ckpt.meta.get("forgotten_ids") or []) | set(forget_ids))
         meta = {k: v for k, v in ckpt.meta.items() if k not in _OWN_KEYS}
         meta.update(kind="unlearn", forgotten_ids=cumulative, epochs_run=done, resumed=resumed,
-                    parent={"path": str(Path(parent).resolve()), "sha256": ckpt.meta["sha256"][WEIGHTS]})
+                    parent={"path": str(Path(parent).resolve()), "sha256": ckpt.meta["sha256"][WEIGHTS]},
+                    written_by=os.environ.get("FAKE_WRITER", str(os.getpid())))
         return save_checkpoint(out, ckpt.model, spec=ckpt.meta["model_spec"], meta=meta,
                                splits=ckpt.splits.with_forget(cumulative))
 

@@ -9,13 +9,13 @@ import sqlite3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from orchestrator.cli import main
+from orchestrator.ledger import db as ledger_mod
 from orchestrator.ledger.certificate.facts import content_sha256, record_keys
 from orchestrator.ledger.certificate.files import write_certificate
 from orchestrator.ledger.certificate.render import extract
-
-from orchestrator.cli import main
 from orchestrator.ledger.db import Ledger, NewRequest
-from orchestrator.ledger import db as ledger_mod
 from orchestrator.ledger.lease import Lease
 from orchestrator.ledger.transitions import create_batch
 from tests.evidence_fakes import gate_verification, write_gate_evidence

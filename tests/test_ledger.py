@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from orchestrator.ledger.db import Ledger, NewRequest, resolve_ledger_path
 from orchestrator.ledger import db as ledger_mod
+from orchestrator.ledger.db import Ledger, NewRequest, resolve_ledger_path
 from orchestrator.ledger.intake import check_members, parse_sample_ids, read_request_file, reject_forgotten
 from orchestrator.ledger.lease import Lease, LeaseHeld, LeaseLost
 from orchestrator.ledger.transitions import create_batch, fail_batch, run_name_for

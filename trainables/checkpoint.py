@@ -6,7 +6,9 @@
     DIR/train_state.pt   optional: optimizer / RNG / memory-bank state for an exact resume (tensors only)
 
 Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves half a checkpoint,
-and an existing checkpoint is never overwritten unless asked.
+and an existing checkpoint is never overwritten unless asked. The files and the directory entry of the rename are
+fsync'ed (a power loss after the write keeps the checkpoint), and a checkpoint is private to its owner (directory
+0700, files 0600: weights trained on personal data, and the split manifest names members).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from trainables.data.splits import Splits
+from trainables.durable import fsync_dir, fsync_file
 from trainables.errors import UserError
 from trainables.models import UnlearnableModel, build_model
 
@@ -82,7 +85,7 @@ def save_checkpoint(out_dir: str | Path, model: UnlearnableModel, *, spec: dict[
                         f"overwritten)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp.mkdir(mode=0o700)
     try:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(state, tmp / WEIGHTS)
@@ -102,7 +105,7 @@ def save_checkpoint(out_dir: str | Path, model: UnlearnableModel, *, spec: dict[
             "sha256": files,
         }
         (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True, default=str))
-        _fsync_dir(tmp)
+        _seal(tmp)
         if out.exists():
             backup = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             out.rename(backup)
@@ -110,16 +113,19 @@ def save_checkpoint(out_dir: str | Path, model: UnlearnableModel, *, spec: dict[
             shutil.rmtree(backup, ignore_errors=True)
         else:
             tmp.rename(out)
+        fsync_dir(out.parent)  # the rename itself survives a power loss
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
-def _fsync_dir(path: Path) -> None:
+def _seal(path: Path) -> None:
+    """Make the files of a checkpoint directory private and durable before it is renamed into place."""
     for f in path.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+        os.chmod(f, 0o600)
+        fsync_file(f)
+    fsync_dir(path)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

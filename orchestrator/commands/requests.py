@@ -70,6 +70,7 @@ def register(sub) -> None:
 def run_add(args) -> int:
     from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
+    from orchestrator.ledger.safe_text import printable
     from orchestrator.ledger.versions import member_ids, require_current
     from trainables.errors import UserError
 
@@ -87,7 +88,7 @@ def run_add(args) -> int:
         result = ledger.add_requests(new, check=reject_forgotten)
     added = [rid for rid, ok in result if ok]
     for rid, ok in result:
-        print(f"{rid}  {'added (pending)' if ok else 'already recorded, skipped'}")
+        print(f"{printable(rid)}  {'added (pending)' if ok else 'already recorded, skipped'}")
     print(f"{len(added)} request(s) added, {len(result) - len(added)} already present")
     return 0
 
@@ -105,6 +106,7 @@ def run_list(args) -> int:
 
 def run_show(args) -> int:
     from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.safe_text import printable
     from orchestrator.ledger.views import as_json, batch_table
     from trainables.errors import UserError
 
@@ -124,7 +126,7 @@ def run_show(args) -> int:
         return 0
     for key in ("request_id", "subject_id", "status", "received_at", "updated_at", "retry_count", "batch_id",
                 "reason"):
-        print(f"{key:<14}{row[key] if row[key] is not None else '-'}")
+        print(f"{key:<14}{printable(row[key]) if row[key] is not None else '-'}")
     print(f"{'sample_ids':<14}{', '.join(map(str, row['sample_ids']))}")
     if version:
         print(f"{'forgotten by':<14}model version {version[0]}")
@@ -138,24 +140,25 @@ def run_show(args) -> int:
 
 def run_retry(args) -> int:
     from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.safe_text import printable
     from trainables.errors import UserError
 
     if bool(args.failed) == bool(args.request_ids):
         raise UserError("name request ids or pass --failed (not both)")
     with Ledger.open(args.ledger) as ledger:
         done = ledger.retry_failed(None if args.failed else args.request_ids)
-    print(f"{len(done)} request(s) pending again" + (f": {', '.join(done)}" if done else ""))
+    print(f"{len(done)} request(s) pending again" + (f": {', '.join(map(printable, done))}" if done else ""))
     return 0
 
 
 def run_certificate(args) -> int:
-    from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.certificate.files import (
         check_out_path,
         format_for,
         issue_certificate,
         verify_certificate,
     )
+    from orchestrator.ledger.db import Ledger
     from trainables.errors import UserError
 
     if args.verify:

@@ -51,6 +51,10 @@ def register(sub) -> None:
     ops.add_argument("--executor", default="ray", help="ray, or MODULE:CALLABLE for a custom executor")
     ops.add_argument("--results", metavar="PATH|URI", help="append a scheduled-batch row per promoted or failed "
                                                            "batch (default: $UNLEARN_RESULTS, else none)")
+    ops.add_argument("--keep-failed", type=int, default=3, metavar="N",
+                     help="keep the candidate checkpoints and Ray Train run directories of the newest N failed "
+                          "batches; older ones are deleted at the end of each run (default 3; the ledger keeps "
+                          "every batch's row)")
     ops.add_argument("--lock-timeout", type=float, default=600.0,
                      help="seconds without a heartbeat after which another run may take the lock over (default 600)")
     add_ledger_arg(run_p)
@@ -86,6 +90,8 @@ def run(args) -> int:
         raise UserError(f"--max-age must be >= 0 hours, got {args.max_age}")
     if args.escalate_after < 1:
         raise UserError(f"--escalate-after must be at least 1, got {args.escalate_after}")
+    if args.keep_failed < 0:
+        raise UserError(f"--keep-failed must be 0 or more, got {args.keep_failed}")
     path = resolve_ledger_path(args.ledger)
     results = results_path(args.results)
     try:
@@ -103,8 +109,9 @@ def run(args) -> int:
                            models_dir=Path(args.models_dir) if args.models_dir else None,
                            lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
                            verify=verify, results=results)
-    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
-                             storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
+    storage = args.storage or str(path.parent.resolve() / "ray_runs")
+    opts.storage, opts.keep_failed = storage, args.keep_failed
+    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu, storage_path=storage)
     scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))
     try:
         outcome = scheduler.plan() if args.dry_run else scheduler.run()

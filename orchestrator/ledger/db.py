@@ -9,8 +9,8 @@ concurrent writers queue instead of failing and a killed process leaves the last
     batches         batched -> trained -> verified -> done      (or failed, or rolled_back)
     model_versions  version, parent, batch_id, uri, sha256, forgotten_ids, metrics; exactly one is_current
     locks           the scheduler lease (see :mod:`orchestrator.ledger.lease`)
-    certificates    content sha256 and facts of every issued request certificate (:mod:`orchestrator.ledger.certificate.facts`)
-    events          an append-only audit trail of every transition
+    certificates    content sha256 and facts of every issued request certificate (:mod:`orchestrator.ledger.certificate`)
+    events          an append-only audit trail of every transition, each with its actor (``user@host``)
 
 The path comes from ``--ledger PATH``, else ``$UNLEARN_LEDGER``, else ``runs/ledger/ledger.sqlite``. Usage::
 
@@ -141,9 +141,35 @@ def _add_certificates(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS certificates_by_request ON certificates(request_id)")
 
 
-# version -> function bringing the schema from version-1 to version, run inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates}
+def _add_event_actor(conn: sqlite3.Connection) -> None:
+    """events.actor: who made each change (``user@host``). Checks the column first, so the migration is a no-op
+    wherever it already ran, in whatever order it is merged with other migrations."""
+    if "actor" not in {r[1] for r in conn.execute("PRAGMA table_info(events)")}:
+        conn.execute("ALTER TABLE events ADD COLUMN actor TEXT")
+
+
+# version -> function bringing the schema from version-1 to version, run inside one transaction. Keep each one
+# idempotent (check before ALTER), so migrations written on parallel branches can be renumbered when merged.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates,
+                                                                 3: _add_event_actor}
 SCHEMA_VERSION = max(MIGRATIONS)
+
+
+ENV_ACTOR = "UNLEARN_ACTOR"  # who the events name; the cron wrapper passes the submitting user@host to Ray jobs
+
+
+def current_actor() -> str:
+    """``$UNLEARN_ACTOR``, else ``user@host`` of this process (uid when the user has no name)."""
+    import getpass
+    import socket
+
+    if os.environ.get(ENV_ACTOR):
+        return os.environ[ENV_ACTOR][:256]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 def utc_now(offset_s: float = 0.0) -> str:
@@ -167,6 +193,16 @@ def resolve_ledger_path(arg: str | os.PathLike | None) -> Path:
 def add_ledger_arg(p) -> None:
     p.add_argument("--ledger", metavar="PATH",
                    help=f"ledger database (default: ${ENV_LEDGER}, else {DEFAULT_LEDGER})")
+
+
+def _create_private(path: Path) -> None:
+    """A new ledger is readable by its owner only: directory 0700 (if created here), database 0600. SQLite gives its
+    -wal and -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:  # created by a concurrent process meanwhile: fine, it is the same ledger
+        pass
 
 
 def ids_json(ids) -> str:
@@ -202,7 +238,7 @@ class Ledger:
             if not create:
                 raise UserError(f"no ledger at {self.path}: register a model first with "
                                 f"`unlearn models register CHECKPOINT --ledger {self.path}`")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
@@ -271,8 +307,8 @@ class Ledger:
     @staticmethod
     def event(c: sqlite3.Connection, kind: str, *, batch_id: int | None = None, version: int | None = None,
               **detail) -> None:
-        c.execute("INSERT INTO events (at, kind, batch_id, version, detail) VALUES (?, ?, ?, ?, ?)",
-                  (utc_now(), kind, batch_id, version, json.dumps(detail, default=str)))
+        c.execute("INSERT INTO events (at, kind, batch_id, version, detail, actor) VALUES (?, ?, ?, ?, ?, ?)",
+                  (utc_now(), kind, batch_id, version, json.dumps(detail, default=str), current_actor()))
 
     # ----------------------------------------------------------------------------------------- requests
     def add_requests(self, new: list[NewRequest],
@@ -295,7 +331,7 @@ class Ledger:
                                     (req.request_id,)).fetchone()
                     if old is not None:
                         if (old[0], old[1]) != (req.subject_id, ids_json(req.sample_ids)):
-                            raise UserError(f"request {req.request_id} already exists with a different subject "
+                            raise UserError(f"request {req.request_id!r} already exists with a different subject "
                                             f"or sample ids; nothing was added")
                         out.append((req.request_id, False))
                         continue

@@ -64,15 +64,18 @@ class RayExecutor:
 
         job = _unlearn_job_type().model_validate(config["job"])
         path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
-                             ray_options=self.ray_options(run_name))
+                             ray_options=self.ray_options(run_name, Path(out).parent / run_name))
         return Path(path)
 
-    def ray_options(self, run_name: str):
-        """The Ray Train run is named after the batch, under ``storage_path``: a re-run of the batch resumes it."""
+    def ray_options(self, run_name: str, final: Path | None = None):
+        """The Ray Train run is named after the batch, under ``storage_path``: a re-run of the batch resumes it.
+        ``final`` (the candidate's place once installed) identifies the run instead of the per-generation staging
+        directory ``out``, so a run that took the lease over resumes the same Ray Train run."""
         from orchestrator.run.options import RayOptions
 
         storage = None if self.storage_path is None else str(self.storage_path)
-        return RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage, run_name=run_name)
+        return RayOptions(workers=self.workers, use_gpu=self.use_gpu, storage=storage, run_name=run_name,
+                          run_key=None if final is None else str(final.resolve()))
 
     def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
         from trainables.checkpoint import load_checkpoint

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.ledger.db import NewRequest, parse_time
+from orchestrator.ledger.safe_text import check_id, printable
 from trainables.errors import UserError
 
 _SEPARATORS = re.compile(r"[,;\s]+")
@@ -56,14 +57,29 @@ def make_request(subject_id, sample_ids, *, request_id=None, received_at=None, w
     subject = "" if subject_id is None else str(subject_id).strip()
     if not subject or subject.lower() == "nan":
         raise UserError(f"{where}a subject id is required")
+    check_id(subject, "subject_id", where)
     if received_at is not None:
-        try:
-            parse_time(str(received_at))
-        except ValueError:
-            raise UserError(f"{where}received_at {received_at!r} is not an ISO-8601 time with a zone") from None
+        check_received_at(str(received_at), where)
     rid = None if request_id is None or str(request_id).strip() in ("", "nan", "None") else str(request_id).strip()
+    if rid is not None:
+        check_id(rid, "request_id", where)
     return NewRequest(subject, parse_sample_ids(sample_ids, where=f"{where}sample_ids"), rid,
                       None if received_at is None else str(received_at))
+
+
+def check_received_at(text: str, where: str = "") -> None:
+    """An ISO-8601 time **with** a zone (``Z`` or ``+HH:MM``): a zoneless time means a different instant on every
+    host, and deadlines are computed from it."""
+    from datetime import datetime
+
+    try:
+        parse_time(text)
+        zoned = datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is not None
+    except (ValueError, OverflowError):
+        raise UserError(f"{where}received_at {printable(text)!r} is not an ISO-8601 time with a zone") from None
+    if not zoned:
+        raise UserError(f"{where}received_at {printable(text)!r} has no time zone; add one, e.g. "
+                        f"{text}Z (UTC) or {text}+02:00")
 
 
 def read_request_file(path: str | Path) -> list[NewRequest]:

@@ -9,6 +9,16 @@ the lease is live. It takes the lease over when the holder is gone:
 
 Every takeover increments ``generation`` (a fencing token). Each scheduler transition calls :meth:`Lease.check`
 inside its transaction, so a frozen holder that wakes up after a takeover cannot write: it gets :class:`LeaseLost`.
+The token also reaches the candidate checkpoint: it is written into a directory named after the generation and
+renamed into ``models/<run name>`` only inside a transaction that passed :meth:`Lease.check`
+(:mod:`orchestrator.ledger.fencing`), so a fenced-out holder cannot put files where the live run expects its own.
+
+Clocks: the holder measures its own heartbeat age with ``time.monotonic()`` (immune to NTP steps and manual clock
+changes); if it could not renew for ``timeout_s`` (frozen, suspended, starved) it stops at its next
+:meth:`check`, since another run may already be taking over. ``heartbeat_at`` in the ledger stays wall time: it
+is compared by *other* processes, possibly on other hosts, and wall time is the only clock they share. A wall
+clock jump can therefore make another run take over a live holder early; fencing makes that safe (the old holder
+can no longer write), never a double write.
 
     with Lease(ledger_path, timeout_s=600) as lease:    # raises LeaseHeld if another run is live
         with ledger.transaction() as c:
@@ -24,6 +34,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.ledger.db import Ledger, utc_now
@@ -57,7 +68,8 @@ def pid_alive(pid: int) -> bool:
 class Lease:
     """The named lease in the ledger at ``ledger_path``; a context manager."""
 
-    def __init__(self, ledger_path: str | os.PathLike, *, name: str = "scheduler", timeout_s: float = 600.0):
+    def __init__(self, ledger_path: str | os.PathLike, *, name: str = "scheduler", timeout_s: float = 600.0,
+                 monotonic: Callable[[], float] = time.monotonic):
         if timeout_s <= 0:
             raise UserError(f"lock timeout must be positive, got {timeout_s}")
         self.ledger_path, self.name, self.timeout_s = Path(ledger_path), name, float(timeout_s)
@@ -65,6 +77,8 @@ class Lease:
         self.token = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.generation: int | None = None
         self.lost = False
+        self._monotonic = monotonic          # this process's clock for its own heartbeat age (tests pass a fake)
+        self._renewed: float | None = None   # monotonic time of the last successful renewal
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -77,6 +91,17 @@ class Lease:
         return None
 
     def acquire(self) -> Lease:
+        try:
+            self._take()
+        except sqlite3.OperationalError as exc:  # the write lock stayed taken past the busy timeout
+            raise LeaseHeld(f"the ledger {self.ledger_path} is locked by another process ({exc}); try again "
+                            f"later") from None
+        self._renewed = self._monotonic()
+        self._thread = threading.Thread(target=self._heartbeat, name=f"lease-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _take(self) -> None:
         with Ledger(self.ledger_path) as ledger, ledger.transaction() as c:
             row = c.execute("SELECT * FROM locks WHERE name = ?", (self.name,)).fetchone()
             now = time.time()
@@ -96,9 +121,6 @@ class Lease:
                       "acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at, "
                       "timeout_s = excluded.timeout_s",
                       (self.name, self.token, self.host, self.pid, self.generation, now, now, self.timeout_s))
-        self._thread = threading.Thread(target=self._heartbeat, name=f"lease-{self.name}", daemon=True)
-        self._thread.start()
-        return self
 
     def _heartbeat(self) -> None:
         with Ledger(self.ledger_path) as ledger:
@@ -112,10 +134,21 @@ class Lease:
                 if cur.rowcount == 0:
                     self.lost = True
                     return
+                self._renewed = self._monotonic()
+
+    def renewal_age_s(self) -> float:
+        """Seconds since this holder last renewed its heartbeat, by this process's monotonic clock."""
+        return float("inf") if self._renewed is None else self._monotonic() - self._renewed
 
     def check(self, c: sqlite3.Connection) -> None:
         """Inside a write transaction: raise :class:`LeaseLost` unless this run still holds the lease."""
         row = c.execute("SELECT owner, generation FROM locks WHERE name = ?", (self.name,)).fetchone()
+        silent = self.renewal_age_s()
+        if silent > self.timeout_s:  # frozen or starved past the timeout: another run may be taking over now
+            self.lost = True
+            raise LeaseLost(f"this run could not renew the {self.name} lock for {silent:.0f} s (timeout "
+                            f"{self.timeout_s:.0f} s: it was suspended or starved), so another run may take over; "
+                            f"stopping without writing. The next run continues the batch.")
         if self.lost or row is None or row["owner"] != self.token or row["generation"] != self.generation:
             self.lost = True
             raise LeaseLost(f"the {self.name} lock was taken over by another run (presumed this one dead); "

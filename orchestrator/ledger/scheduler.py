@@ -7,7 +7,9 @@ One run (``unlearn schedule run``) under the ledger lease:
    move every pending request into a new batch (one transaction);
 2. unlearn the batch's new ids from the batch's parent version into ``models_dir/<run name>`` (the run name is
    derived from the batch id, so Ray Train resumes the same run after a crash; a checkpoint already written there
-   by a crashed attempt is verified and adopted, never overwritten);
+   by a crashed attempt is verified and adopted, never overwritten). The executor writes into a staging directory
+   named after the lease generation, renamed into place only while the lease is still held
+   (:mod:`orchestrator.ledger.fencing`): a holder that was frozen and taken over cannot write there;
 3. verify the candidate (:mod:`orchestrator.ledger.verification`); pass -> register + promote it and mark the requests
    verified in one transaction; fail -> no promotion, the batch is failed with the reason, its requests go back to
    pending with retry_count + 1, and requests reaching ``escalate_after`` failures are escalated (status failed, exit 3).
@@ -30,7 +32,9 @@ from typing import Any
 
 from orchestrator.ledger.db import Ledger, parse_time
 from orchestrator.ledger.executors import Executor
+from orchestrator.ledger.fencing import install_candidate, remove_stale_staging, staging_dir
 from orchestrator.ledger.lease import Lease
+from orchestrator.ledger.safe_text import printable
 from orchestrator.ledger.transitions import (
     create_batch,
     fail_batch,
@@ -70,6 +74,8 @@ class ScheduleOptions:
     overrides: list[str] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     results: str | None = None  # results store: one scheduled-batch row per promoted / failed batch
+    storage: str | None = None  # Ray Train run storage (retention deletes failed batches' run directories there)
+    keep_failed: int = 3        # failed batches whose files (candidate, Ray run directory) are kept
 
 
 @dataclass
@@ -141,6 +147,7 @@ class Scheduler:
                 outcome = self._drive(batch)
                 if outcome.code != EXIT_OK or not resumed:
                     break
+            self._retain()
         escalated = self.ledger.list_requests(status=["failed"])
         if escalated and outcome.code == EXIT_OK:
             outcome = Outcome(EXIT_ESCALATED, escalation_message(escalated), outcome.batch_id, outcome.version)
@@ -194,15 +201,19 @@ class Scheduler:
         else:
             for partial in self.models_dir.glob(f".{out.name}.tmp-*"):  # a crash inside save_checkpoint
                 shutil.rmtree(partial, ignore_errors=True)
+            remove_stale_staging(self.models_dir, out.name, self.lease.generation)
+            # Written under this lease's generation, moved to `out` only while the lease is still ours.
+            staging = staging_dir(self.models_dir, out.name, self.lease.generation)
             self.log(f"batch {batch['batch_id']}: unlearning {len(batch['forget_ids'])} ids from version "
                      f"{parent['version']} -> {out}")
             try:
-                written = self.executor.unlearn(Path(parent["uri"]), batch["forget_ids"], batch["config"], out,
+                written = self.executor.unlearn(Path(parent["uri"]), batch["forget_ids"], batch["config"], staging,
                                                 batch["run_name"])
             except Exception as exc:  # noqa: BLE001  any failure of the job fails the batch, with its reason
                 return f"unlearning failed: {type(exc).__name__}: {exc}", {}
-            if Path(written).resolve() != out.resolve():
-                return f"the executor wrote {written}, not the expected {out}", {}
+            if Path(written).resolve() != staging.resolve():
+                return f"the executor wrote {written}, not the expected {staging}", {}
+            install_candidate(self.ledger, self.lease, staging, out)  # LeaseLost if taken over meanwhile
             crash_point("after_training")
         try:
             digest, meta = checkpoint_digest(out)
@@ -243,6 +254,20 @@ class Scheduler:
         crash_point("after_verification")
         return None
 
+    def _retain(self) -> None:
+        """Remove the files of failed batches beyond ``keep_failed`` (a failure here is only a warning)."""
+        from orchestrator.ledger.retention import clean_failed_batches
+
+        try:
+            cleaned = clean_failed_batches(self.ledger, self.lease, self.models_dir, self.opts.storage,
+                                           keep=self.opts.keep_failed)
+        except (OSError, UserError) as exc:
+            self.log(f"warning: retention: could not remove failed batches' files: {exc}")
+            return
+        if cleaned:
+            self.log(f"retention: removed the files of failed batch(es) {', '.join(map(str, cleaned))} "
+                     f"(keeping the newest {self.opts.keep_failed})")
+
     def _record(self, batch_id: int, version: int | None) -> None:
         """Append the batch's results row (after the ledger committed; a failure to write it is only a warning:
         the ledger is the source of truth)."""
@@ -270,7 +295,7 @@ class Scheduler:
 
 
 def escalation_message(rows: list[dict[str, Any]]) -> str:
-    shown = ", ".join(r["request_id"] for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
-    last = rows[0].get("reason") or "see `unlearn requests show`"
+    shown = ", ".join(printable(r["request_id"]) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+    last = printable(rows[0].get("reason") or "see `unlearn requests show`")
     return (f"ESCALATION: {len(rows)} deletion requests failed {rows[0]['retry_count']} batches and need a human "
             f"({shown}); last reason: {last}. Fix the cause, then `unlearn requests retry --failed`.")

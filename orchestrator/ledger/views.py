@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.ledger.safe_text import printable
+
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return printable(value)  # ids and reasons are untrusted text: no newline or ANSI escape reaches the terminal
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str], headers: list[str] | None = None) -> str:

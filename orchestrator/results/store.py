@@ -26,6 +26,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainables.durable import fsync_dir, fsync_file
 from trainables.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -237,8 +239,14 @@ def append(path: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         target = f"{folder}/{name}"
         if isinstance(fs, pafs.LocalFileSystem):
             tmp = f"{folder}/.{name}.tmp"
-            pq.write_table(part, tmp, filesystem=fs)
-            os.replace(tmp, target)  # atomic on POSIX; readers ignore dot-files meanwhile
+            try:
+                pq.write_table(part, tmp, filesystem=fs)
+                fsync_file(tmp)  # the row survives a power loss once append returns
+                os.replace(tmp, target)  # atomic on POSIX; readers ignore dot-files meanwhile
+            except BaseException:  # an error, Ctrl-C or SIGTERM: no hidden temporary file left
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            fsync_dir(folder)
         else:
             pq.write_table(part, target, filesystem=fs)
         written.append(target)

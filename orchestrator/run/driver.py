@@ -67,7 +67,8 @@ def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tu
     if options.workers < 1:
         raise UserError("the Ray Train path needs --workers 1 or more (0 runs in this process)")
     _check_device(task.job, options)
-    plan = plan_run(open_storage(options.storage), task.kind, task.job, out, options.run_name, task.identity)
+    plan = plan_run(open_storage(options.storage), task.kind, task.job, options.run_key or out, options.run_name,
+                    task.identity)
     if plan.finished:  # trained before, but the export was deleted or failed: export again, no workers needed
         log(f"run {plan.display()} already finished; exporting its final checkpoint")
         return _export(_finished_checkpoint(plan), out, plan, options, t0)
@@ -98,14 +99,17 @@ def connect_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     workers_use_this_interpreter()
+    address = address or os.environ.get("RAY_ADDRESS") or None
     # ERROR: keep Ray's own INFO/WARNING chatter (per-report lines, state-API warnings without a dashboard) out of
     # the console; the workers' per-epoch lines are plain prints and still reach it.
     kwargs: dict[str, Any] = {"log_to_driver": True, "logging_config": ray.LoggingConfig(log_level="ERROR")}
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(include_dashboard=False, **kwargs)
+        else:  # a private instance whose address every worker and actor is given (no "multiple instances")
+            from orchestrator.run.ray_local import start_local_ray
+
+            start_local_ray(include_dashboard=False, **kwargs)
     except ConnectionError as exc:
         raise UserError(f"cannot reach a Ray cluster at {address!r} ({exc}); start one with `ray start --head` "
                         f"or drop --address / RAY_ADDRESS to start a local one") from None

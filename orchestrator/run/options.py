@@ -42,6 +42,8 @@ class RayOptions:
     cpus_per_worker: float = 1.0
     storage: str | None = None       # local dir or pyarrow/fsspec URI (default $UNLEARN_STORAGE, ~/ray_results)
     run_name: str | None = None      # default: <kind>-<hash of job config + --out>
+    run_key: str | None = None       # stands in for --out in that hash (the scheduler's final candidate path: it
+                                     # exports to a per-lease-generation staging directory, same run either way)
     max_failures: int = 3            # worker-group restarts from the latest checkpoint (-1: unlimited)
     checkpoint_every: int = 1        # epochs between checkpoints (the last epoch always checkpoints)
     keep_checkpoints: int = 2        # CheckpointConfig(num_to_keep)

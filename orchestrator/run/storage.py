@@ -65,10 +65,15 @@ class Storage:
         def write() -> None:
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
             target = f"{path}.tmp-{uuid.uuid4().hex[:8]}" if self.is_local else path
-            with self.fs.open_output_stream(target) as f:
-                f.write(text.encode())
-            if target != path:
-                self.fs.move(target, path)
+            try:
+                with self.fs.open_output_stream(target) as f:
+                    f.write(text.encode())
+                if target != path:
+                    self.fs.move(target, path)
+            except BaseException:  # an error, Ctrl-C or SIGTERM: no hidden .tmp- file left behind
+                if target != path and self.fs.get_file_info(target).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(target)
+                raise
 
         self._io(write, path)
 

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.ledger.db import Ledger
 from orchestrator.ledger.certificate.facts import CERTIFICATE_FORMAT, certificate_facts, content_sha256
 from orchestrator.ledger.certificate.render import FORMATS, extract, render
+from orchestrator.ledger.db import Ledger
 from trainables.errors import UserError
 
 
