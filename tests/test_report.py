@@ -3,7 +3,9 @@ sds over seeds), the targets are marked met / missed, plots are copied, and bad 
 
 from __future__ import annotations
 
+import base64
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +106,7 @@ def test_report_renders_every_table_with_seed_means(store, capsys):
                     "Targets on CPU scale", "Pretrained models"):
         assert f"*{caption}" in md, caption
         assert caption in html, caption
-    assert "<table>" in html and "<img src=\"figures/attack_by_method.png\"" in html
+    assert "<table>" in html and "](figures/attack_by_method.png)" in md  # Markdown links, HTML embeds
 
     # Table III, simclr / memgp: mean and sample sd over the 3 seeds, primary attack only (not "confidence")
     simclr = next(r for r in _table(md, "Table III") if r[1] == "simclr")
@@ -150,6 +152,61 @@ def test_report_renders_every_table_with_seed_means(store, capsys):
     # regenerating replaces the previous report atomically
     assert main(["report", "--results", str(store / "results"), "--out", str(out)]) == 0
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".report")]
+
+
+def _report(store) -> tuple[str, str]:
+    out = store / "report-html"
+    if not (out / "report.html").is_file():
+        assert main(["report", "--results", str(store / "results"), "--out", str(out)]) == 0
+    return (out / "report.html").read_text(), (out / "report.md").read_text()
+
+
+def test_html_is_one_self_contained_file(store):
+    html, _ = _report(store)
+    refs = re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", html)
+    assert refs and all(r.startswith(("#", "data:")) for r in refs), [r for r in refs if r[:5] != "data:"]
+    assert not re.search(r"https?://|url\(|@import|<link|<script", html)
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 3  # attack_by_method, forget_size and the evaluation's roc.png
+    assert base64.b64decode(images[-1]).startswith(b"\x89PNG")
+    assert "@media print" in html and "break-inside:avoid" in html and "@page" in html
+
+
+def test_verdict_comes_first_with_one_sentence_per_batch_and_model(store):
+    html, md = _report(store)
+    body = html.split("<body>", 1)[1]
+    assert body.index('id="verdict"') < body.index('class="verdict"') < body.index("<nav") < body.index("<table")
+    assert re.findall(r"<h2[^>]*>([^<]*)</h2>", body)[0] == "Verdict"
+    verdict = body.split('class="verdict"', 1)[1].split("</section>", 1)[0]
+    assert "1 of 1 deletion batch promoted; 4 of 5 evaluated models meet every target." in verdict
+    items = re.findall(r'<li class="(\w+)"><span class="mark">([^<]*)</span>(.*?)</li>', verdict)
+    assert [(c, m) for c, m, _ in items] == [("met", "✓ promoted")] + [("met", "✓ meets every target")] + [
+        ("missed", "✗ misses 1 of 4 targets")] + [("met", "✓ meets every target")] * 3
+    assert items[0][2].startswith("Batch 1 (12 ids; digits / simclr / memgp): now served as version 2")
+    assert "cifar10 / moco / memgp, main, 3 runs: the original model&#x27;s attack accuracy 0.710 &lt; 0.75" in items[2][2]
+    assert md.index("**1 of 1 deletion batch promoted") < md.index("**Contents**") < md.index("## Targets")
+
+
+def test_table_of_contents_links_resolve_and_cover_every_section(store):
+    html, md = _report(store)
+    nav = html.split("<nav", 1)[1].split("</nav>", 1)[0]
+    links = re.findall(r'href="#([^"]+)"', nav)
+    ids = re.findall(r'<h[23] id="([^"]+)"', html)
+    assert links == ids and len(set(ids)) == len(ids)  # every h2 / h3, in order, each id unique
+    assert {"verdict", "targets", "the-papers-tables", "table-ii-before-vs-after-vs-retrain", "runs"} <= set(ids)
+    assert "- [The paper's tables](#the-papers-tables)" in md
+
+
+def test_numbers_right_text_left_and_met_missed_in_words_and_colour(store):
+    html, _ = _report(store)
+    targets = html.split('id="targets"', 1)[1].split("</table>", 1)[0]
+    head = re.findall(r"<th( class=\"num\")?>([^<]*)</th>", targets)
+    assert [unescape(h) for c, h in head if c] == ["n", "attack before >= 0.75", "|after - retrain| <= 0.05",
+                                         "|after - 0.5| <= 0.05", "ACC drop <= 0.10"]
+    moco = next(r for r in targets.split("<tr>") if "<td>moco</td>" in r)
+    assert '<td class="num missed">0.710 ± 0.010 <span class="mark">✗ MISSED</span></td>' in moco
+    assert '<td class="num met">0.030 ± 0.010 <span class="mark">✓ met</span></td>' in moco
+    assert "td.num,th.num{text-align:right" in html and "text-align:left" in html
 
 
 def test_targets_marked_met_or_missed(store):
