@@ -19,7 +19,7 @@ from trainables.attacks.signals import Signals
 from trainables.eval import plots
 from trainables.eval.forgetting import ModelReport
 from trainables.eval.plot_signals import FIG6_PAIRS, figure_pairs
-from trainables.eval.plot_style import MIN_TEXT_PX, display_px
+from trainables.eval.plot_style import DISPLAY_WIDTH_PX, MIN_TEXT_PX, display_px
 from trainables.eval.plots import (
     DPI,
     PANEL,
@@ -41,10 +41,11 @@ def _signals(ids, member_shift: float, rng) -> Signals:
                    rng.normal(size=(n, 6)) + member_shift * is_member[:, None])
 
 
-def fake_reports(roles=("original", "unlearned", "retrained"), n=60) -> dict[str, ModelReport]:
+def fake_reports(roles=("original", "unlearned", "retrained"), n=60,
+                 attacks=("encodermi_vector", "confidence")) -> dict[str, ModelReport]:
     rng = np.random.default_rng(0)
     sets = AttackSets(np.arange(1000, 1000 + n), np.arange(2000, 2000 + n), np.arange(n), np.arange(100, 100 + n))
-    cfg = AttackConfig(attacks=["encodermi_vector", "confidence"], bootstrap=50)
+    cfg = AttackConfig(attacks=list(attacks), bootstrap=50)
     reports = {}
     for shift, role in zip((0.1, 0.01, 0.0), roles, strict=True):
         fit = _signals(sets.fit_ids, shift, rng)
@@ -129,7 +130,11 @@ def test_histograms_share_axes_and_call_the_forget_set_the_forget_set(reports):
 
 
 def test_legends_and_titles_are_at_least_9px_where_the_report_shows_them(reports):
-    figures = [figure_roc(reports), figure_histograms(reports, "top1", label="top-1"),
+    four = fake_reports(attacks=("encodermi_vector", "encodermi_threshold", "confidence", "combined"))
+    wrapped = figure_roc(four)  # four attacks: two rows of two panels, not one row squeezed to a quarter
+    assert [ax.get_title() for ax in wrapped.axes] == list(four["original"].attacks)
+    assert wrapped.get_figwidth() * DPI <= DISPLAY_WIDTH_PX
+    figures = [wrapped, figure_roc(reports), figure_histograms(reports, "top1", label="top-1"),
                figure_pairs(reports, FIG6_PAIRS, title="pairs"), figure_loss_history(HISTORY)]
     for fig in figures:
         texts = [t for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]

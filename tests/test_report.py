@@ -14,6 +14,7 @@ import pytest
 from orchestrator import results
 from orchestrator.cli import main
 from orchestrator.report import targets_markdown, targets_table
+from orchestrator.report.render import find_browser, screenshot
 
 SEEDS = (0, 1, 2)
 
@@ -237,3 +238,26 @@ def test_report_errors_write_nothing(store, tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other"] and (other / "keep.txt").read_text() == "x"
     assert main(["report", "--out", str(tmp_path / "r")]) == 2
     assert "--results" in capsys.readouterr().err
+
+
+def test_pdf_without_a_browser_is_refused_before_anything_is_written(store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARN_BROWSER", str(tmp_path / "no-such-browser"))
+    assert main(["report", "--results", str(store / "results"), "--out", str(tmp_path / "r"), "--pdf"]) == 2
+    assert "--pdf needs a headless Chromium" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no headless Chromium / Chrome on PATH")
+def test_report_renders_in_a_headless_browser_with_the_verdict_on_screen(store, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "report"
+    assert main(["report", "--results", str(store / "results"), "--out", str(out), "--pdf"]) == 0
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    png = screenshot(out / "report.html", tmp_path / "shot.png", width=1280, height=1200, max_kb=None)
+    pixels = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+    assert pixels.shape == (1200, 1280, 3) and pixels.std() > 10
+    # the verdict is styled on the first screen: its "missed" (moco) line has the missed background colour
+    missed = (np.abs(pixels - [0xFC, 0xE8, 0xE6]).sum(axis=2) <= 6)
+    met = (np.abs(pixels - [0xE6, 0xF4, 0xEA]).sum(axis=2) <= 6)
+    assert missed[:800].sum() > 5000 and met[:800].sum() > 5 * missed[:800].sum() / 2

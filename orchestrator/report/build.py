@@ -103,11 +103,15 @@ def build_report(df: pd.DataFrame, folder: Path, *, title: str = "Unlearning rep
     for note in notes:
         doc.paragraph(note)
     missing: list[str] = []
+    explained = False  # the how-to-read paragraph once, above the first tables
     for heading, sections in (("The paper's tables", PAPER_SECTIONS), ("Other tables", OTHER_SECTIONS)):
         start = len(doc.blocks)
         doc.heading(heading)
-        doc.paragraph(HOW_TO_READ)
-        if not _sections(doc, frame, sections, missing):
+        if not explained:
+            doc.paragraph(HOW_TO_READ)
+        if _sections(doc, frame, sections, missing):
+            explained = True
+        else:
             del doc.blocks[start:]
     doc.heading("Runs")
     for table in run_tables.runs_overview(frame):

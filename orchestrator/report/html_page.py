@@ -39,7 +39,8 @@ nav.toc a:hover{{text-decoration:underline}}
 .table-wrap{{overflow-x:auto;margin:.5em 0 1.5em}}
 table{{border-collapse:collapse;font-size:.86em}}
 th,td{{border:1px solid var(--rule);padding:3px 8px;text-align:left;vertical-align:top}}
-th{{background:#f1f3f4}} td.num,th.num{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}
+th{{background:#f1f3f4}} td.num,th.num{{text-align:right;font-variant-numeric:tabular-nums}}
+td.num{{white-space:nowrap}}
 caption{{caption-side:top;text-align:left;color:var(--muted);padding:4px 0}}
 figure{{margin:1em 0 2em}} img{{max-width:100%;height:auto;border:1px solid #eee}}
 figcaption{{color:var(--muted);font-size:.9em;max-width:{DISPLAY_WIDTH_PX}px}}

@@ -100,7 +100,8 @@ def verdict_items(frame: pd.DataFrame, targets: pd.DataFrame) -> tuple[str, list
         parts.append(f"{promoted} of {len(batches)} deletion batch{'es' if len(batches) != 1 else ''} promoted")
     if models:
         met = sum(1 for ok, _, _ in models if ok)
-        parts.append(f"{met} of {len(models)} evaluated model{'s' if len(models) != 1 else ''} meet every target")
+        parts.append(f"{met} of {len(models)} evaluated " + ("models meet" if len(models) != 1 else "model meets")
+                     + " every target")
     headline = ("; ".join(parts) + ".") if parts else ("No verdict: no scheduled batches and no evaluations of an "
                                                         "unlearned gp / memgp model yet (tables below).")
     return headline[0].upper() + headline[1:], items + models

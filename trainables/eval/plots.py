@@ -5,7 +5,7 @@ Every figure has one panel per evaluated model in the order original (before), u
 set is called the forget set in every panel (the retrained model was never trained on it):
 
 - ``roc.png``: ROC curves of every attack on log-log axes (the low-FPR region is where membership leaks, Carlini
-  et al. 2022), one line per model, the TPR at 1% and 0.1% FPR marked; ``roc_linear.png`` with ``paper_figures``.
+  et al. 2022), one line per model, the TPR at 1% and 0.1% FPR marked, two panels per row; ``roc_linear.png`` with ``paper_figures``.
 - ``hist_cosine.png`` / ``hist_top1.png``: mean augmented-view cosine similarity and top-1 confidence, forget set
   vs non-members (paper Fig. 4), shared x and y axes.
 - ``signal_pairs.png``: (top-1, view cosine, loss) per sample as 2-D pairs (paper Fig. 6); ``top3_pairs.png``: the
@@ -50,16 +50,22 @@ from trainables.eval.plot_style import (
 __all__ = ["DPI", "PANEL", "figure_histograms", "figure_loss_history", "figure_roc", "plot_histograms",
            "plot_loss_history", "plot_roc", "plot_tsne", "write_all"]
 FPR_MARKS = ((0.01, "tpr_at_1fpr", "1%"), (0.001, "tpr_at_01fpr", "0.1%"))
+ROC_COLUMNS = 2  # more attacks wrap to further rows, so the legends keep their size on the page
 
 
 def figure_roc(reports: Mapping, *, scale: str = "log"):
     """ROC per attack (panel) and model (line). ``scale="log"``: log-log axes down to below 0.1% FPR (or half the
     smallest FPR the non-members allow); the TPR at 1% / 0.1% FPR (the tables' numbers) marked on each curve."""
     attacks = list(next(iter(reports.values())).attacks)
+    cols = min(ROC_COLUMNS, len(attacks))
+    rows = -(-len(attacks) // cols)
     with styled():
-        fig, axes = panels(len(attacks), "Membership-inference ROC (forget set vs held-out non-members)",
+        fig, grid = panels(cols, "Membership-inference ROC (forget set vs held-out non-members)", rows=rows,
                            sharex=True, sharey=True, panel=(PANEL[0] + 0.4, PANEL[1] + 0.4))
-        for ax, attack in zip(axes, attacks, strict=True):
+        axes = [ax for row in grid for ax in row] if rows > 1 else grid
+        for ax in axes[len(attacks):]:
+            ax.set_visible(False)
+        for ax, attack in zip(axes, attacks, strict=False):
             lo = 0.0
             if scale == "log":
                 negatives = min(int((reports[r].attacks[attack].y == 0).sum()) for r in reports)
