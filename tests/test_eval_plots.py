@@ -23,6 +23,7 @@ from trainables.eval.plot_style import DISPLAY_WIDTH_PX, MIN_TEXT_PX, display_px
 from trainables.eval.plots import (
     DPI,
     PANEL,
+    ROC_PANEL,
     figure_histograms,
     figure_loss_history,
     figure_roc,
@@ -79,7 +80,7 @@ def test_every_plot_is_a_non_blank_png_of_the_expected_size(tmp_path, reports):
     assert sorted(p.name for p in paths) == sorted(["roc.png", "hist_cosine.png", "hist_top1.png", "signal_pairs.png",
                                                     "top3_pairs.png", "tsne.png", "loss_history.png"])
     px = lambda inches: round(inches * DPI)  # noqa: E731
-    sizes = {"roc.png": (px((PANEL[0] + 0.4) * 2), px(PANEL[1] + 0.4 + 0.6)),  # one panel per attack
+    sizes = {"roc.png": (px(ROC_PANEL[0] * 2), px(ROC_PANEL[1] + 0.6)),  # one panel per attack
              "signal_pairs.png": (px(4.0 * 3), px(3.2 * 3 + 0.6)),  # 3 pairs x 3 models
              "top3_pairs.png": (px(4.0 * 3), px(3.2 * 2 + 0.6)),
              "loss_history.png": (px(3.6 * 4), px(2.8 + 0.6))}  # 4 terms, one row
@@ -108,7 +109,8 @@ def test_roc_is_log_log_with_the_low_fpr_points_marked(reports):
                 assert any(list(line.get_xdata()) == [fpr] and line.get_ydata()[0] == pytest.approx(expected)
                            for line in ax.lines), (attack, role, fpr)
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert any(lab.startswith("original (AUC") and "at 1%" in lab and "at 0.1%" in lab for lab in labels)
+        assert any(re.fullmatch(r"original: AUC \d\.\d\d, TPR \d\.\d\d at 1% / \d\.\d\d at 0\.1% FPR", lab)
+                   for lab in labels), labels
     plt.close(fig)
     linear = figure_roc(reports, scale="linear")
     assert all(ax.get_xscale() == "linear" for ax in linear.axes)

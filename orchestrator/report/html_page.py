@@ -50,7 +50,7 @@ code{{background:#f1f3f4;padding:0 3px;border-radius:3px}} .missing{{color:var(-
   body{{max-width:none;margin:0;padding:0;font-size:10pt}} h2{{break-before:auto}}
   h2,h3,caption{{break-after:avoid}} figure,tr,.verdict li{{break-inside:avoid}}
   .table-wrap{{overflow:visible}} table{{font-size:7.5pt}} thead{{display:table-header-group}}
-  nav.toc a{{color:inherit}} img{{max-width:100%;border:none}}
+  nav.toc a{{color:inherit}} img{{max-width:100%;max-height:150mm;width:auto;border:none}}
   .met,.missed,th{{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 }}
 """

@@ -51,6 +51,7 @@ __all__ = ["DPI", "PANEL", "figure_histograms", "figure_loss_history", "figure_r
            "plot_loss_history", "plot_roc", "plot_tsne", "write_all"]
 FPR_MARKS = ((0.01, "tpr_at_1fpr", "1%"), (0.001, "tpr_at_01fpr", "0.1%"))
 ROC_COLUMNS = 2  # more attacks wrap to further rows, so the legends keep their size on the page
+ROC_PANEL = (PANEL[0] + 0.4, PANEL[1] + 1.8)  # inches; the legend sits below the axes, off the curves
 
 
 def figure_roc(reports: Mapping, *, scale: str = "log"):
@@ -61,10 +62,11 @@ def figure_roc(reports: Mapping, *, scale: str = "log"):
     rows = -(-len(attacks) // cols)
     with styled():
         fig, grid = panels(cols, "Membership-inference ROC (forget set vs held-out non-members)", rows=rows,
-                           sharex=True, sharey=True, panel=(PANEL[0] + 0.4, PANEL[1] + 0.4))
+                           sharex=True, sharey=True, panel=ROC_PANEL)
         axes = [ax for row in grid for ax in row] if rows > 1 else grid
-        for ax in axes[len(attacks):]:
-            ax.set_visible(False)
+        for i in range(len(attacks), len(axes)):
+            axes[i].set_visible(False)
+            axes[i - cols].tick_params(labelbottom=True)  # the panel above is now the last of its column
         for ax, attack in zip(axes, attacks, strict=False):
             lo = 0.0
             if scale == "log":
@@ -74,8 +76,8 @@ def figure_roc(reports: Mapping, *, scale: str = "log"):
                 res = reports[role].attacks[attack]
                 fpr, tpr, _ = roc_curve(res.y, res.score)
                 marks = {key: res.metrics[key][0] for _, key, _ in FPR_MARKS if key in res.metrics}
-                text = ", ".join(f"{marks[key]:.2f} at {pct}" for _, key, pct in FPR_MARKS if key in marks)
-                label = f"{role} (AUC {res.value('auc'):.2f})" + (f"\nTPR {text} FPR" if text else "")
+                text = " / ".join(f"{marks[key]:.2f} at {pct}" for _, key, pct in FPR_MARKS if key in marks)
+                label = f"{role}: AUC {res.value('auc'):.2f}" + (f", TPR {text} FPR" if text else "")
                 colour = ROLE_COLOURS.get(role)
                 ax.plot(np.maximum(fpr, lo), np.maximum(tpr, lo), color=colour, label=label)
                 for x, key, _ in FPR_MARKS:
@@ -91,7 +93,7 @@ def figure_roc(reports: Mapping, *, scale: str = "log"):
                 ax.set(xscale="log", yscale="log")
             ax.set(title=attack, xlabel="false positive rate (non-members called members)",
                    ylabel="true positive rate (forget set found)", xlim=(lo, 1), ylim=(lo, 1.05 if lo else 1))
-            ax.legend(loc="lower right")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     return fig
 
 
