@@ -261,3 +261,17 @@ def test_report_renders_in_a_headless_browser_with_the_verdict_on_screen(store, 
     missed = (np.abs(pixels - [0xFC, 0xE8, 0xE6]).sum(axis=2) <= 6)
     met = (np.abs(pixels - [0xE6, 0xF4, 0xEA]).sum(axis=2) <= 6)
     assert missed[:800].sum() > 5000 and met[:800].sum() > 5 * missed[:800].sum() / 2
+
+
+def test_verdict_without_a_retrained_model_says_what_is_missing(tmp_path):
+    from orchestrator.report.aggregate import plain
+    from orchestrator.report.verdict import verdict_items
+
+    row = _eval_row(after=0.51)
+    row.update({k: None for k in row if k.startswith("retrain_")})
+    results.append(str(tmp_path / "r"), [row])
+    frame = plain(results.load(str(tmp_path / "r")))
+    headline, items = verdict_items(frame, targets_table(frame))
+    assert headline == "0 of 1 evaluated model meets every target."
+    assert items == [(None, "? no verdict", "cifar10 / simclr / memgp, main, 1 run: not measured: vs_retrain "
+                                            "(evaluate with --original and --retrained).")]

@@ -81,7 +81,7 @@ class Document:
             elif kind == "image":
                 lines += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
             elif kind == "verdict":
-                lines += [f"**{block[1]}**", ""] + [f"- **{badge}** {text}" for _, badge, text in block[2]] + [""]
+                lines += [f"**{block[1]}**", ""] + [f"- **{badge}**: {text}" for _, badge, text in block[2]] + [""]
             elif kind == "toc":
                 lines += ["**Contents**", ""] + [f"{'  ' * (level - 2)}- [{text}](#{anchor})"
                                                  for level, text, anchor in headings] + [""]
