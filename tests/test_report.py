@@ -3,7 +3,9 @@ sds over seeds), the targets are marked met / missed, plots are copied, and bad 
 
 from __future__ import annotations
 
+import base64
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.report import targets_markdown, targets_table
+from orchestrator.report.render import find_browser, screenshot
 from orchestrator.results import store as results
 
 SEEDS = (0, 1, 2)
@@ -104,7 +107,7 @@ def test_report_renders_every_table_with_seed_means(store, capsys):
                     "Targets on CPU scale", "Pretrained models"):
         assert f"*{caption}" in md, caption
         assert caption in html, caption
-    assert "<table>" in html and "<img src=\"figures/attack_by_method.png\"" in html
+    assert "<table>" in html and "](figures/attack_by_method.png)" in md  # Markdown links, HTML embeds
 
     # Table III, simclr / memgp: mean and sample sd over the 3 seeds, primary attack only (not "confidence")
     simclr = next(r for r in _table(md, "Table III") if r[1] == "simclr")
@@ -152,6 +155,61 @@ def test_report_renders_every_table_with_seed_means(store, capsys):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".report")]
 
 
+def _report(store) -> tuple[str, str]:
+    out = store / "report-html"
+    if not (out / "report.html").is_file():
+        assert main(["report", "--results", str(store / "results"), "--out", str(out)]) == 0
+    return (out / "report.html").read_text(), (out / "report.md").read_text()
+
+
+def test_html_is_one_self_contained_file(store):
+    html, _ = _report(store)
+    refs = re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", html)
+    assert refs and all(r.startswith(("#", "data:")) for r in refs), [r for r in refs if r[:5] != "data:"]
+    assert not re.search(r"https?://|url\(|@import|<link|<script", html)
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 3  # attack_by_method, forget_size and the evaluation's roc.png
+    assert base64.b64decode(images[-1]).startswith(b"\x89PNG")
+    assert "@media print" in html and "break-inside:avoid" in html and "@page" in html
+
+
+def test_verdict_comes_first_with_one_sentence_per_batch_and_model(store):
+    html, md = _report(store)
+    body = html.split("<body>", 1)[1]
+    assert body.index('id="verdict"') < body.index('class="verdict"') < body.index("<nav") < body.index("<table")
+    assert re.findall(r"<h2[^>]*>([^<]*)</h2>", body)[0] == "Verdict"
+    verdict = body.split('class="verdict"', 1)[1].split("</section>", 1)[0]
+    assert "1 of 1 deletion batch promoted; 4 of 5 evaluated models meet every target." in verdict
+    items = re.findall(r'<li class="(\w+)"><span class="mark">([^<]*)</span>(.*?)</li>', verdict)
+    assert [(c, m) for c, m, _ in items] == [("met", "✓ promoted")] + [("met", "✓ meets every target")] + [
+        ("missed", "✗ misses 1 of 4 targets")] + [("met", "✓ meets every target")] * 3
+    assert items[0][2].startswith("Batch 1 (12 ids; digits / simclr / memgp): now served as version 2")
+    assert "cifar10 / moco / memgp, main, 3 runs: the original model&#x27;s attack accuracy 0.710 &lt; 0.75" in items[2][2]
+    assert md.index("**1 of 1 deletion batch promoted") < md.index("**Contents**") < md.index("## Targets")
+
+
+def test_table_of_contents_links_resolve_and_cover_every_section(store):
+    html, md = _report(store)
+    nav = html.split("<nav", 1)[1].split("</nav>", 1)[0]
+    links = re.findall(r'href="#([^"]+)"', nav)
+    ids = re.findall(r'<h[23] id="([^"]+)"', html)
+    assert links == ids and len(set(ids)) == len(ids)  # every h2 / h3, in order, each id unique
+    assert {"verdict", "targets", "the-papers-tables", "table-ii-before-vs-after-vs-retrain", "runs"} <= set(ids)
+    assert "- [The paper's tables](#the-papers-tables)" in md
+
+
+def test_numbers_right_text_left_and_met_missed_in_words_and_colour(store):
+    html, _ = _report(store)
+    targets = html.split('id="targets"', 1)[1].split("</table>", 1)[0]
+    head = re.findall(r"<th( class=\"num\")?>([^<]*)</th>", targets)
+    assert [unescape(h) for c, h in head if c] == ["n", "attack before >= 0.75", "|after - retrain| <= 0.05",
+                                         "|after - 0.5| <= 0.05", "ACC drop <= 0.10"]
+    moco = next(r for r in targets.split("<tr>") if "<td>moco</td>" in r)
+    assert '<td class="num missed">0.710 ± 0.010 <span class="mark">✗ MISSED</span></td>' in moco
+    assert '<td class="num met">0.030 ± 0.010 <span class="mark">✓ met</span></td>' in moco
+    assert "td.num,th.num{text-align:right" in html and "text-align:left" in html
+
+
 def test_targets_marked_met_or_missed(store):
     df = targets_table(results.load(str(store / "results")))
     by = {(r.model, r.experiment): r for r in df.itertuples()}
@@ -180,3 +238,40 @@ def test_report_errors_write_nothing(store, tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other"] and (other / "keep.txt").read_text() == "x"
     assert main(["report", "--out", str(tmp_path / "r")]) == 2
     assert "--results" in capsys.readouterr().err
+
+
+def test_pdf_without_a_browser_is_refused_before_anything_is_written(store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARN_BROWSER", str(tmp_path / "no-such-browser"))
+    assert main(["report", "--results", str(store / "results"), "--out", str(tmp_path / "r"), "--pdf"]) == 2
+    assert "--pdf needs a headless Chromium" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no headless Chromium / Chrome on PATH")
+def test_report_renders_in_a_headless_browser_with_the_verdict_on_screen(store, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "report"
+    assert main(["report", "--results", str(store / "results"), "--out", str(out), "--pdf"]) == 0
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    png = screenshot(out / "report.html", tmp_path / "shot.png", width=1280, height=1200, max_kb=None)
+    pixels = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+    assert pixels.shape == (1200, 1280, 3) and pixels.std() > 10
+    # the verdict is styled on the first screen: its "missed" (moco) line has the missed background colour
+    missed = (np.abs(pixels - [0xFC, 0xE8, 0xE6]).sum(axis=2) <= 6)
+    met = (np.abs(pixels - [0xE6, 0xF4, 0xEA]).sum(axis=2) <= 6)
+    assert missed[:800].sum() > 5000 and met[:800].sum() > 5 * missed[:800].sum() / 2
+
+
+def test_verdict_without_a_retrained_model_says_what_is_missing(tmp_path):
+    from orchestrator.report.aggregate import plain
+    from orchestrator.report.verdict import verdict_items
+
+    row = _eval_row(after=0.51)
+    row.update({k: None for k in row if k.startswith("retrain_")})
+    results.append(str(tmp_path / "r"), [row])
+    frame = plain(results.load(str(tmp_path / "r")))
+    headline, items = verdict_items(frame, targets_table(frame))
+    assert headline == "0 of 1 evaluated model meets every target."
+    assert items == [(None, "? no verdict", "cifar10 / simclr / memgp, main, 1 run: not measured: vs_retrain "
+                                            "(evaluate with --original and --retrained).")]

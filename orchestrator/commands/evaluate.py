@@ -82,7 +82,8 @@ def run(args) -> int:
             log("writing plots")
             main = ev.checkpoints[ev.main_role]
             plots = write_all(ev.reports, tmp, history=main.meta.get("history") if ev.main_role != "original" else
-                              None, tsne_samples=job.tsne_samples, seed=job.attack.seed)
+                              None, tsne_samples=job.tsne_samples, seed=job.attack.seed,
+                              paper_figures=job.paper_figures)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,21 +1,26 @@
-"""`unlearn report`: the paper's tables and the evaluation plots from the results store, as Markdown and HTML.
+"""`unlearn report`: the verdict, the targets, the evaluation plots and the paper's tables from the results store,
+as Markdown and one self-contained HTML file (optionally a PDF of it).
 
-    unlearn report --results runs/results --out runs/report
+    unlearn report --results runs/results --out runs/report [--pdf]
 """
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="write report.md / report.html with the paper's tables from the results store",
-                       description="Read every row of a results store (local or s3://...) and write the paper's "
+    p = sub.add_parser("report", help="write report.md / report.html (verdict, targets, plots, the paper's tables)",
+                       description="Read every row of a results store (local or s3://...) and write the verdict "
+                                   "(promoted or not, targets met or missed, and why), the paper's "
                                    "tables (II-VII), the targets, baselines, Tune-found vs default configurations, "
                                    "per-method gap to retrain, scheduled batches, and the evaluation plots into "
-                                   "OUT/report.md and OUT/report.html (figures in OUT/figures). Mean ± sd over "
+                                   "OUT/report.md and OUT/report.html (one self-contained file: figures embedded; "
+                                   "also in OUT/figures). Mean ± sd over "
                                    "seeds. See docs/report.md.")
     p.add_argument("--results", help="results store path or URI (default: $UNLEARN_RESULTS)")
     p.add_argument("--out", required=True, help="report directory (a previous report there is replaced)")
     p.add_argument("--title", default="Unlearning report")
+    p.add_argument("--pdf", action="store_true",
+                   help="also OUT/report.pdf, the HTML's print layout (needs a headless Chromium or Chrome)")
     p.set_defaults(func=run)
 
 
@@ -27,6 +32,16 @@ def run(args) -> int:
     results = results_path(args.results)
     if not results:
         raise UserError("name the results store: --results PATH (or set UNLEARN_RESULTS)")
+    if args.pdf:
+        from orchestrator.report.render import find_browser
+
+        if find_browser() is None:  # refuse before writing anything
+            raise UserError("--pdf needs a headless Chromium or Chrome (Debian: apt-get install chromium; or set "
+                            "UNLEARN_BROWSER); report.html itself prints to PDF from any browser")
     out = write_report(results, args.out, title=args.title)
-    print(f"report: {out / 'report.md'}  (HTML: {out / 'report.html'})")
+    print(f"report: {out / 'report.html'} (self-contained)  Markdown: {out / 'report.md'}")
+    if args.pdf:
+        from orchestrator.report.render import print_pdf
+
+        print(f"PDF: {print_pdf(out / 'report.html', out / 'report.pdf')}")
     return 0

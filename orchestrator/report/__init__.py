@@ -1,8 +1,8 @@
-"""``unlearn report``: the paper's tables, the targets, per-method gaps and the evaluation plots, from whatever rows
-the results store holds. Docs: docs/report.md.
+"""``unlearn report``: the verdict (promoted or not, targets met or missed, and why), the targets, the evaluation
+plots, the paper's tables and per-method gaps, from whatever rows the results store holds. Docs: docs/report.md.
 
     from orchestrator.report import write_report, targets_table, targets_markdown
-    write_report("runs/results", "runs/report")          # report.md, report.html, figures/
+    write_report("runs/results", "runs/report")          # report.html (self-contained), report.md, figures/
     print(targets_markdown(results.load("runs/results")))  # BENCHMARKS.md's targets table
 """
 

@@ -1,17 +1,34 @@
-"""A tiny document model rendered twice: Markdown (GitHub tables) and a self-contained HTML page. No dependency:
-the report builds headings, paragraphs, tables and images, and each renderer walks the same blocks.
+"""A tiny document model rendered twice: Markdown (GitHub tables) and one self-contained HTML page
+(:mod:`orchestrator.report.html_page`). No dependency: the report builds a verdict, a table of contents, headings,
+paragraphs, tables and images, and each renderer walks the same blocks.
 
     doc = Document("Unlearning report")
+    doc.verdict("1 of 1 batches promoted", [(True, "✓ promoted", "batch 1: ...")])
+    doc.toc()
     doc.heading("Table II", level=2)
-    doc.table(Table(["model", "acc"], [["simclr", "0.512 ± 0.021"]], caption="before vs after"))
+    doc.table(Table(["model", "acc"], [["simclr", Mark("0.512 ± 0.021", True)]], caption="before vs after"))
     doc.image("figures/roc.png", "ROC curves")
-    Path("report.md").write_text(doc.markdown()); Path("report.html").write_text(doc.html())
+    Path("report.md").write_text(doc.markdown()); Path("report.html").write_text(doc.html(root=Path(".")))
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Mark(str):
+    """A table cell judged against a target: reads ``"0.512 met"`` / ``"0.512 MISSED"`` as text (Markdown, tests),
+    and carries ``value`` and ``ok`` (None: no value) so HTML can style it with colour and words."""
+
+    value: str
+    ok: bool | None
+
+    def __new__(cls, value: str, ok: bool | None):
+        word = "" if ok is None else ("met" if ok else "MISSED")
+        self = super().__new__(cls, f"{value} {word}".strip())
+        self.value, self.ok = value, ok
+        return self
 
 
 @dataclass
@@ -29,8 +46,8 @@ class Document:
     def heading(self, text: str, level: int = 2) -> None:
         self.blocks.append(("heading", level, text))
 
-    def paragraph(self, text: str) -> None:
-        self.blocks.append(("paragraph", text))
+    def paragraph(self, text: str, css: str = "") -> None:
+        self.blocks.append(("paragraph", text, css))
 
     def table(self, table: Table) -> None:
         self.blocks.append(("table", table))
@@ -38,8 +55,20 @@ class Document:
     def image(self, path: str, caption: str) -> None:
         self.blocks.append(("image", path, caption))
 
+    def verdict(self, headline: str, items: list[tuple[bool | None, str, str]]) -> None:
+        """The answer first: a headline and one (ok, badge, sentence) per model / batch."""
+        self.blocks.append(("verdict", headline, items))
+
+    def toc(self) -> None:
+        """A table of contents of the level-2 and level-3 headings, at this place."""
+        self.blocks.append(("toc",))
+
     # ------------------------------------------------------------------------------------------ Markdown
     def markdown(self) -> str:
+        from orchestrator.report.html_page import slug
+
+        seen: dict[str, int] = {}
+        headings = [(b[1], b[2], slug(b[2], seen)) for b in self.blocks if b[0] == "heading" and b[1] in (2, 3)]
         lines = [f"# {self.title}", ""]
         for block in self.blocks:
             kind = block[0]
@@ -51,32 +80,19 @@ class Document:
                 lines += _markdown_table(block[1])
             elif kind == "image":
                 lines += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
+            elif kind == "verdict":
+                lines += [f"**{block[1]}**", ""] + [f"- **{badge}**: {text}" for _, badge, text in block[2]] + [""]
+            elif kind == "toc":
+                lines += ["**Contents**", ""] + [f"{'  ' * (level - 2)}- [{text}](#{anchor})"
+                                                 for level, text, anchor in headings] + [""]
         return "\n".join(lines).rstrip() + "\n"
 
     # ---------------------------------------------------------------------------------------------- HTML
-    def html(self) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1>"]
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "heading":
-                body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
-            elif kind == "paragraph":
-                body.append(f"<p>{_inline(block[1])}</p>")
-            elif kind == "table":
-                body.append(_html_table(block[1]))
-            elif kind == "image":
-                body.append(f'<figure><img src="{html.escape(block[1])}" alt="{html.escape(block[2])}">'
-                            f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
-                f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    def html(self, root: Path | None = None) -> str:
+        """One self-contained page; image paths are read relative to ``root`` and embedded."""
+        from orchestrator.report.html_page import render
 
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
-        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
-        "td:first-child,th:first-child{text-align:left}caption{caption-side:top;text-align:left;color:#555;"
-        "padding:4px 0}img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}"
-        "figcaption{color:#555;font-size:0.9em}code{background:#f3f3f3;padding:0 3px}")
+        return render(self, root)
 
 
 def _escape_cell(text: str) -> str:
@@ -86,19 +102,8 @@ def _escape_cell(text: str) -> str:
 def _markdown_table(table: Table) -> list[str]:
     lines = [f"*{table.caption}*", ""] if table.caption else []
     lines.append("| " + " | ".join(_escape_cell(h) for h in table.headers) + " |")
-    lines.append("|" + "|".join("---" for _ in table.headers) + "|")
+    from orchestrator.report.html_page import numeric_columns
+
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric_columns(table)) + "|")
     lines += ["| " + " | ".join(_escape_cell(c) for c in row) + " |" for row in table.rows]
     return lines + [""]
-
-
-def _inline(text: str) -> str:
-    """Markdown's `code` spans in a paragraph -> <code>; everything else escaped."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table.headers)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
-    caption = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

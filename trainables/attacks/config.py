@@ -69,4 +69,5 @@ class EvaluateJob(StrictModel):
     runtime: RuntimeConfig = RuntimeConfig()
     utility: bool = Field(True, description="kNN / linear probe (encoders) or RA/UA/TA (classifiers)")
     plots: bool = True
+    paper_figures: bool = Field(False, description="also the paper's 3-D scatters (Figs. 3, 6) and a linear ROC")
     tsne_samples: int = Field(250, ge=10, description="members and non-members each in the t-SNE plot")
