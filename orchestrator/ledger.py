@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.member_sets import add_member_sets
 from trainables.errors import UserError
 
 ENV_LEDGER = "UNLEARN_LEDGER"
@@ -123,7 +124,8 @@ def _create_v1(conn: sqlite3.Connection) -> None:
 
 
 # version -> function bringing the schema from version-1 to version, run inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+# Later migrations check what exists (CREATE TABLE IF NOT EXISTS, column checks), so their order may change.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: add_member_sets}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -60,6 +60,16 @@ def member_ids(row: dict[str, Any]) -> np.ndarray:
     return Splits.load(path)["member"]
 
 
+def intake_members(ledger: Ledger, row: dict[str, Any]) -> np.ndarray:
+    """The member ids requests are checked against: the copy the ledger recorded at registration (no checkpoint
+    file is read, so a missing or damaged served model never blocks intake); a version registered before the
+    ledger kept member sets falls back to its verified checkpoint."""
+    from orchestrator.member_sets import recorded_members
+
+    members = recorded_members(ledger.conn, row["version"])
+    return member_ids(row) if members is None else members
+
+
 def require_current(ledger: Ledger) -> dict[str, Any]:
     row = ledger.current_model()
     if row is None:
@@ -76,6 +86,7 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
     scheduler ``lease``) requires that it forgets every verified request and knows every pending id as a member.
     Registering the same checkpoint twice returns the existing version.
     """
+    from orchestrator.member_sets import record_members
     from trainables.checkpoint import MANIFEST
     from trainables.data.splits import Splits
 
@@ -97,6 +108,7 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
         version = Ledger.insert_model(c, uri=str(p), sha256=digest, forgotten_ids=forgotten,
                                       metrics=meta.get("metrics") or {}, parent=None, batch_id=None,
                                       promote=promote or current is None)
+        record_members(c, version, members)  # intake checks against this copy, not the checkpoint's files
     return version, True
 
 
