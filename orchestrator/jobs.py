@@ -14,11 +14,10 @@ from trainables.tasks import checkpoint_meta, load_data, new_model, pretrain_tas
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """Refuse an existing, non-empty output before any work is done (nothing is ever overwritten)."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists and is not empty; choose another --out")
-    return out
+    """Refuse an existing, non-empty or unwritable output before any work is done (nothing is ever overwritten)."""
+    from orchestrator.output_paths import check_new_dir
+
+    return check_new_dir(out, "--out")
 
 
 def local_context(job) -> LoopContext:

@@ -181,10 +181,16 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False, busy_timeout_s: float = 60.0):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"--ledger {self.path} is a directory; name the database file, e.g. "
+                            f"{self.path / 'ledger.sqlite'}")
         if not self.path.exists():
             if not create:
                 raise UserError(f"no ledger at {self.path}: register a model first with "
                                 f"`unlearn models register CHECKPOINT --ledger {self.path}`")
+            from orchestrator.output_paths import check_writable_file
+
+            check_writable_file(self.path, "--ledger")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)

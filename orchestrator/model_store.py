@@ -33,7 +33,10 @@ def checkpoint_digest(path: str | Path) -> tuple[str, dict[str, Any]]:
 
 def forgotten_ids(meta: dict[str, Any]) -> set[int]:
     """Ids forgotten in the checkpoint's lineage (``meta["forgotten_ids"]``; none for a pretrained model)."""
-    return {int(i) for i in meta.get("forgotten_ids") or []}
+    ids = meta.get("forgotten_ids") or []
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise UserError("meta.json: forgotten_ids must be a list of sample ids (non-negative integers)")
+    return set(ids)
 
 
 def verify_model(row: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +81,19 @@ def require_current(ledger: Ledger) -> dict[str, Any]:
     return row
 
 
+def read_registration(path: str | Path) -> tuple[Path, str, dict[str, Any], set[int], set[int]]:
+    """Everything registration reads from a checkpoint, checked: (resolved path, meta.json sha256, meta,
+    forgotten ids, member ids). Called before the ledger is touched, so a bad checkpoint changes nothing."""
+    from trainables.checkpoint import MANIFEST
+    from trainables.data.splits import Splits
+
+    p = Path(path).resolve()
+    digest, meta = checkpoint_digest(p)
+    if not (p / MANIFEST).is_file():
+        raise UserError(f"{p} has no {MANIFEST}: the ledger needs the split manifest to check deletion requests")
+    return p, digest, meta, forgotten_ids(meta), set(Splits.load(p / MANIFEST)["member"].tolist())
+
+
 def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = False,
                         lease=None) -> tuple[int, bool]:
     """Record a checkpoint as a model version; returns (version, newly_added).
@@ -87,18 +103,11 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
     Registering the same checkpoint twice returns the existing version.
     """
     from orchestrator.member_sets import record_members
-    from trainables.checkpoint import MANIFEST
-    from trainables.data.splits import Splits
 
-    p = Path(path).resolve()
-    digest, meta = checkpoint_digest(p)
-    if not (p / MANIFEST).is_file():
-        raise UserError(f"{p} has no {MANIFEST}: the ledger needs the split manifest to check deletion requests")
+    p, digest, meta, forgotten, members = read_registration(path)
     same = ledger.conn.execute("SELECT version FROM model_versions WHERE sha256 = ?", (digest,)).fetchone()
     if same is not None:
         return same[0], False
-    forgotten = forgotten_ids(meta)
-    members = set(Splits.load(p / MANIFEST)["member"].tolist())
     with ledger.transaction() as c:
         if lease is not None:
             lease.check(c)

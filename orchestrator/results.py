@@ -244,8 +244,13 @@ def append(path: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         target = f"{folder}/{name}"
         if isinstance(fs, pafs.LocalFileSystem):
             tmp = f"{folder}/.{name}.tmp"
-            pq.write_table(part, tmp, filesystem=fs)
-            os.replace(tmp, target)  # atomic on POSIX; readers ignore dot-files meanwhile
+            try:
+                pq.write_table(part, tmp, filesystem=fs)
+                os.replace(tmp, target)  # atomic on POSIX; readers ignore dot-files meanwhile
+            except BaseException:  # e.g. a full disk: leave no partial file behind
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
         else:
             pq.write_table(part, target, filesystem=fs)
         written.append(target)
@@ -257,8 +262,11 @@ def load(path: str, *, kinds: Iterable[str] | None = None) -> pd.DataFrame:
     strings stay Arrow strings, ints stay ints with nulls, timestamps keep UTC). Older files missing newer columns
     read as nulls. An absent path gives an empty frame with the schema."""
     fs, root = filesystem(path)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+    kind = fs.get_file_info(root).type
+    if kind == pafs.FileType.NotFound:
         return SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    if kind != pafs.FileType.Directory:
+        raise UserError(f"results path {path} is a file, not a directory (a results store is a folder)")
     dataset = ds.dataset(root, schema=SCHEMA, format="parquet", filesystem=fs, partitioning=PARTITIONING)
     kinds = list(kinds or [])
     table = dataset.to_table(filter=ds.field("kind").isin(kinds) if kinds else None)

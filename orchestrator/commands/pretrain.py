@@ -29,13 +29,19 @@ def run(args) -> int:
     import time
 
     from orchestrator.jobs import run_pretrain
-    from orchestrator.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.run_rows import append_from_args, parse_tags, rerun_note, results_path
 
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)
     options = ray_options_from_args(args)
     job = load_job(PretrainJob, config_file=args.config, preset=args.preset, overrides=args.overrides,
                    cli_values={"method": args.method, "data.dataset": args.dataset, "optim.epochs": args.epochs})
+    from orchestrator.finished_runs import finished_pretrain
+
+    if results and finished_pretrain(args.out, job):  # a rerun after the results row was lost
+        rerun_note(args.out)
+        append_from_args(args, args.out, results)
+        return 0
     t0 = time.perf_counter()
     out, metrics = run_pretrain(job, args.out, workers=options.workers, use_gpu=options.use_gpu,
                                 ray_options=options)

@@ -24,7 +24,7 @@ def run(args) -> int:
     from orchestrator.run_rows import results_path
     from trainables.errors import UserError
 
-    results = results_path(args.results)
+    results = results_path(args.results, write=False)  # only read
     if not results:
         raise UserError("name the results store: --results PATH (or set UNLEARN_RESULTS)")
     out = write_report(results, args.out, title=args.title)
