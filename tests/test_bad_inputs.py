@@ -139,6 +139,16 @@ def _disk_full_on_save(monkeypatch) -> None:
     monkeypatch.setattr(torch, "save", full)
 
 
+def _ledger_disk_full(monkeypatch) -> None:
+    import sqlite3
+
+    from orchestrator.ledger import Ledger
+
+    def full(*a, **k):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(Ledger, "add_requests", full)
+
+
 LONG = "n" * 300
 CASES = [
     # case 1: a CSV row that does not match its header fails the whole file
@@ -185,6 +195,17 @@ CASES = [
     Case("retrain-out-unwritable", ["retrain", "--checkpoint", "{ck}", "--out", "{ro}/o", *FORGET], "cannot write"),
     Case("evaluate-results-unwritable", ["evaluate", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--results",
                                          "{ro}/res"], "cannot write"),
+    Case("tune-out-unwritable", ["tune", "--checkpoint", "{ck}", "--space", "memgp", "--out", "{ro}/t"],
+         "cannot write"),
+    Case("report-out-unwritable", ["report", "--results", "{tmp}/res", "--out", "{ro}/r"], "cannot write",
+         write("res/keep", b"")),
+    Case("demo-out-unwritable", ["demo", "--quick", "--out", "{ro}/d"], "cannot write"),
+    Case("schedule-models-dir-unwritable", ["schedule", "run", "--ledger", "{ledger}", "--models-dir", "{ro}/m"],
+         "cannot write"),
+    Case("ledger-disk-full", ["requests", "add", "--subject", "a", "--sample-ids", "{m}", "--ledger", "{ledger}"],
+         "database or disk is full", patch=_ledger_disk_full),
+    Case("forget-ids-above-int64", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--forget-ids",
+                                    "9223372036854775808", *FORGET], "largest possible id"),
     Case("schedule-results-unwritable", ["schedule", "run", "--ledger", "{ledger}", "--results", "{ro}/res"],
          "cannot write"),
     Case("ledger-unwritable-register", ["models", "register", "{ck}", "--ledger", "{ro}/l.sqlite"], "cannot write"),

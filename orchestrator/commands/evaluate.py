@@ -53,7 +53,8 @@ def run(args) -> int:
     out = check_out_dir(args.out)
     from orchestrator.run_rows import parse_tags, results_path
 
-    results = results_path(args.results) or results_path(str(out / "results"))  # a bad URI fails now, before work
+    named = results_path(args.results)  # a bad URI or an unwritable path fails now, before work
+    results = named or results_path(str(out / "results"))
     tags = parse_tags(args.tags)
     if job.runtime.num_threads:
         import torch
@@ -83,15 +84,16 @@ def run(args) -> int:
             main = ev.checkpoints[ev.main_role]
             plots = write_all(ev.reports, tmp, history=main.meta.get("history") if ev.main_role != "original" else
                               None, tsne_samples=job.tsne_samples, seed=job.attack.seed)
+        from orchestrator.evaluation_rows import evaluation_rows
+        from orchestrator.results import append
+
+        # the rows before OUT is published: a failed append leaves no OUT without its rows (a rerun just works)
+        append(named or str(tmp / "results"), evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
+                                                              plots=[out / p.name for p in plots]))
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from orchestrator.evaluation_rows import evaluation_rows
-    from orchestrator.results import append
-
-    append(results, evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
-                                    plots=[out / p.name for p in plots]))
     print(table)
     print(f"\nwrote {out}/report.txt, metrics.json, signals.parquet"
           + (", " + ", ".join(p.name for p in plots) if plots else ""))

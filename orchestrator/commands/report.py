@@ -27,6 +27,9 @@ def run(args) -> int:
     results = results_path(args.results, write=False)  # only read
     if not results:
         raise UserError("name the results store: --results PATH (or set UNLEARN_RESULTS)")
+    from orchestrator.output_paths import check_writable_dir
+
+    check_writable_dir(args.out, "--out")
     out = write_report(results, args.out, title=args.title)
     print(f"report: {out / 'report.md'}  (HTML: {out / 'report.html'})")
     return 0
