@@ -108,6 +108,14 @@ def _symlinked(tmp: Path, ck: Path) -> None:
     (tmp / "bad" / "meta.json").write_text(json.dumps(meta))
 
 
+def _shifted_csv(tmp: Path, ck: Path) -> None:
+    """The issue's reproduction with two real members: pandas stored subject bob with the second id."""
+    from trainables.data.splits import Splits
+
+    a, b = Splits.load(ck / "splits.parquet")["member"][:2]
+    (tmp / "s.csv").write_text(f"subject_id,sample_ids,request_id\nalice,{a},bob,{b},r-shift\n")
+
+
 def _manifest_without_columns() -> bytes:
     import io
 
@@ -153,7 +161,7 @@ LONG = "n" * 300
 CASES = [
     # case 1: a CSV row that does not match its header fails the whole file
     Case("csv-shifted-row", ["requests", "add", "--file", "{tmp}/s.csv", "--ledger", "{ledger}"], "s.csv line 2",
-         write("s.csv", b"subject_id,sample_ids,request_id\nalice,12,bob,20,r-shift\n")),
+         _shifted_csv),
     Case("csv-short-row", ["requests", "add", "--file", "{tmp}/s.csv", "--ledger", "{ledger}"], "s.csv line 3",
          write("s.csv", b"subject_id,sample_ids\nalice,\"12\"\nbob\n")),
     Case("csv-not-utf8", ["requests", "add", "--file", "{tmp}/s.csv", "--ledger", "{ledger}"], "cannot read",
