@@ -149,6 +149,16 @@ def test_an_old_layout_store_stays_readable_by_load_and_takes_new_rows(tmp_path)
     assert list(results.load(str(tmp_path), kinds=["evaluate"])["trial_id"].sort_values()) == ["new", "old"]
 
 
+def test_the_documented_rewrite_makes_an_old_store_readable_by_pandas(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    _old_layout_store(old)
+    with pytest.raises(pa.ArrowTypeError):
+        pd.read_parquet(old)
+    results.append(str(new), [r for r in results.load(str(old)).to_dict("records")])  # as docs/results.md says
+    assert list(pd.read_parquet(new)["trial_id"]) == ["old"]
+    pd.testing.assert_frame_equal(results.load(str(new)), results.load(str(old)))
+
+
 def test_docs_reader_snippets_run(tmp_path):
     """The pandas / pyarrow / DuckDB blocks of docs/results.md, run against a store the tools wrote."""
     import re
