@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
             raise
-        print(f"error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "") + " (nothing was changed)",
+        print(f"error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""),
               file=sys.stderr)
         return 2
     except sqlite3.OperationalError as exc:  # read-only, locked past the timeout, disk I/O: the ledger's machine
