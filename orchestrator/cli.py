@@ -8,13 +8,21 @@ cleanup: temporary checkpoint directories removed, open ledger transactions roll
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import signal
+import sqlite3
 import sys
 import threading
 
 from trainables.errors import UserError
+
+# Errors of the machine around the command (a full disk, a read-only mount, a name too long), not of the program:
+# one error line like any bad input. The outputs are written atomically, so nothing half-written stays behind.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+                      errno.ENOTDIR, errno.EISDIR}
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a writer killed by SIGPIPE (`unlearn requests list | head`)
 
 # Order = order in `unlearn --help`.
 COMMANDS = ["pretrain", "forget", "retrain", "evaluate", "tune", "requests", "models", "schedule", "report",
@@ -79,13 +87,35 @@ def main(argv: list[str] | None = None) -> int:
     handle_sigterm_like_sigint()
     try:
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
+        return 2
+    except sqlite3.OperationalError as exc:  # read-only, locked past the timeout, disk I/O: the ledger's machine
+        print(f"error: the ledger database cannot be written: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _quiet_stdout() -> None:
+    """The reader went away: point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -31,7 +31,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {path} is not UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {exc}") from None
     if data is None:

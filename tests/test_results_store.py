@@ -108,6 +108,73 @@ def test_object_store_branch_writes_whole_objects(monkeypatch):
     assert len(df) == 2 and list(df.columns) == results.SCHEMA.names
 
 
+def _old_layout_store(root) -> None:
+    """A store as the tools wrote it before the hive layout: ``kind`` inside every file and in the folder name."""
+    import pyarrow.parquet as pq
+
+    table = results.to_table([_row(7, kind="evaluate", trial_id="old")])
+    folder = root / "kind=evaluate" / "date=2026-01-01"
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "part-old.parquet")
+
+
+def test_files_hold_no_partition_column_and_every_reader_reads_the_store(tmp_path):
+    """pandas / pyarrow / DuckDB (the snippets in docs/results.md) all read what append writes, kind from the
+    folder; the project's own load still gives the exact schema."""
+    import duckdb
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    results.append(str(tmp_path), [_row(0), _row(1, kind="evaluate"), _row(2, kind="evaluate")])
+    for f in tmp_path.rglob("part-*.parquet"):
+        assert "kind" not in pq.read_schema(f).names and pq.read_schema(f).equals(results.FILE_SCHEMA)
+    df = pd.read_parquet(tmp_path)
+    assert sorted(df["kind"].astype(str)) == ["evaluate", "evaluate", "unlearn"] and len(df) == 3
+    assert pq.read_table(tmp_path).num_rows == 3
+    table = ds.dataset(tmp_path, partitioning="hive").to_table(filter=ds.field("kind") == "evaluate")
+    assert sorted(table.column("trial_id").to_pylist()) == ["t1", "t2"]
+    rows = duckdb.sql(f"SELECT kind, count(*) FROM read_parquet('{tmp_path}/**/*.parquet', hive_partitioning=true) "
+                      "GROUP BY kind ORDER BY kind").fetchall()
+    assert rows == [("evaluate", 2), ("unlearn", 1)]
+    loaded = results.load(str(tmp_path))
+    assert list(loaded.columns) == results.SCHEMA.names and sorted(loaded["kind"]) == ["evaluate", "evaluate", "unlearn"]
+
+
+def test_an_old_layout_store_stays_readable_by_load_and_takes_new_rows(tmp_path):
+    _old_layout_store(tmp_path)
+    results.append(str(tmp_path), [_row(1, kind="evaluate", trial_id="new"), _row(2, kind="pretrain")])
+    df = results.load(str(tmp_path))
+    assert sorted(df["trial_id"]) == ["new", "old", "t2"]
+    assert df.set_index("trial_id").loc["old", "kind"] == "evaluate"
+    assert list(results.load(str(tmp_path), kinds=["evaluate"])["trial_id"].sort_values()) == ["new", "old"]
+
+
+def test_the_documented_rewrite_makes_an_old_store_readable_by_pandas(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    _old_layout_store(old)
+    with pytest.raises(pa.ArrowTypeError):
+        pd.read_parquet(old)
+    results.append(str(new), [r for r in results.load(str(old)).to_dict("records")])  # as docs/results.md says
+    assert list(pd.read_parquet(new)["trial_id"]) == ["old"]
+    pd.testing.assert_frame_equal(results.load(str(new)), results.load(str(old)))
+
+
+def test_docs_reader_snippets_run(tmp_path):
+    """The pandas / pyarrow / DuckDB blocks of docs/results.md, run against a store the tools wrote."""
+    import re
+    from pathlib import Path
+
+    results.append(str(tmp_path), [_row(0), _row(1, kind="evaluate")])
+    text = (Path(__file__).parents[1] / "docs" / "results.md").read_text()
+    section = text.split("## Reading a store with other tools", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 3
+    for code in blocks:
+        scope: dict = {}
+        exec(code.replace("runs/results", str(tmp_path)), scope)
+        assert len(scope["df"]) == 2 and set(scope["df"]["kind"].astype(str)) == {"unlearn", "evaluate"}
+
+
 def test_unreachable_uri_is_a_user_error():
     with pytest.raises(UserError, match="cannot open results path"):
         results.load("nosuchscheme://x/y")

@@ -68,11 +68,35 @@ def model_spec(method: str, model_cfg, num_classes: int, num_members: int | None
             "num_members": num_members}
 
 
-def build_from_spec(spec: dict[str, Any]) -> UnlearnableModel:
-    from trainables.config import ModelConfig
+MAX_CLASSES = 100_000  # model_spec bounds: a crafted meta.json must not make the loader allocate terabytes
+MAX_MEMBERS = 10**9
 
-    return build_model(spec["method"], ModelConfig.model_validate(spec["model"]), num_classes=spec["num_classes"],
-                       num_members=spec["num_members"])
+
+def build_from_spec(spec: Any, where: str = "meta.json") -> UnlearnableModel:
+    """Rebuild the architecture of ``model_spec``, every field checked (sizes bounded) before anything is built."""
+    from pydantic import ValidationError
+
+    from trainables.config import METHODS, ModelConfig
+
+    def bad(why: str) -> UserError:
+        return UserError(f"{where}: model_spec {why}; the checkpoint is corrupt or was not written by this tool")
+
+    if not isinstance(spec, dict):
+        raise bad("is missing or not a JSON object")
+    if spec.get("method") not in METHODS:
+        raise bad(f"method {spec.get('method')!r} is not one of {', '.join(METHODS)}")
+    classes, members = spec.get("num_classes"), spec.get("num_members")
+    if not isinstance(classes, int) or isinstance(classes, bool) or not 1 <= classes <= MAX_CLASSES:
+        raise bad(f"num_classes must be an integer in [1, {MAX_CLASSES}], got {classes!r}")
+    if members is not None and (not isinstance(members, int) or isinstance(members, bool)
+                                or not 1 <= members <= MAX_MEMBERS):
+        raise bad(f"num_members must be an integer in [1, {MAX_MEMBERS}], got {members!r}")
+    try:
+        model_cfg = ModelConfig.model_validate(spec.get("model"))
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg']}" for e in exc.errors())
+        raise bad(f"model is invalid: {details}") from None
+    return build_model(spec["method"], model_cfg, num_classes=classes, num_members=members)
 
 
 def save_checkpoint(out_dir: str | Path, model: UnlearnableModel, *, spec: dict[str, Any], meta: dict[str, Any],
@@ -129,13 +153,41 @@ def _seal(path: Path) -> None:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
+    """``meta.json`` as a dict, checked for the types the tools rely on (UserError otherwise)."""
     p = Path(path)
     if not (p / META).is_file():
         raise UserError(f"{p} is not a checkpoint: {META} is missing")
     try:
-        return json.loads((p / META).read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads((p / META).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{p / META} is corrupt: {exc}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{p / META} is corrupt: it must hold a JSON object, not a {type(meta).__name__}")
+    for key, kind in _META_TYPES.items():
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise UserError(f"{p / META} is corrupt: {key!r} must be a {_TYPE_NAMES[kind]}, not "
+                            f"{type(meta[key]).__name__}")
+    return meta
+
+
+_META_TYPES = {"sha256": dict, "model_spec": dict, "config": dict, "metrics": dict, "history": list,
+               "forgotten_ids": list, "unlearning": dict, "parent": dict, "distributed": dict, "kind": str,
+               "method": str, "backbone": str, "dataset": str}
+_TYPE_NAMES = {dict: "JSON object", list: "JSON list", str: "string"}
+
+
+def _listed_file(p: Path, name: Any, expected: Any) -> Path:
+    """A file named in meta.json's sha256 table: a plain name inside the checkpoint directory, not a link."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or "\x00" in name:
+        raise UserError(f"checkpoint {p}: meta.json lists {name!r}, which is not a plain file name inside the "
+                        f"checkpoint directory; refusing it")
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise UserError(f"checkpoint {p}: meta.json's sha256 of {name} is not a sha256 hex digest")
+    f = p / name
+    if f.is_symlink():
+        raise UserError(f"checkpoint {p}: {name} is a symbolic link; a checkpoint holds its own files only")
+    return f
 
 
 def verify_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -146,7 +198,7 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
     if WEIGHTS not in files:
         raise UserError(f"{p / META} lists no sha256 for {WEIGHTS}; refusing an unverifiable checkpoint")
     for name, expected in files.items():
-        f = p / name
+        f = _listed_file(p, name, expected)
         if not f.is_file():
             raise UserError(f"checkpoint {p} is incomplete: {name} is missing")
         actual = sha256_file(f)
@@ -168,7 +220,7 @@ def load_checkpoint(path: str | Path, *, with_train_state: bool = False) -> Chec
     if not p.exists():
         raise UserError(f"checkpoint not found: {p}")
     meta = verify_checkpoint(p)
-    model = build_from_spec(meta["model_spec"])
+    model = build_from_spec(meta.get("model_spec"), where=str(p / META))
     state = _torch_load(p / WEIGHTS)
     try:
         model.load_state_dict(state)

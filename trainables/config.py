@@ -57,10 +57,10 @@ class AugmentConfig(StrictModel):
 
 class ModelConfig(StrictModel):
     backbone: Literal["small_cnn", "resnet18"] = "small_cnn"
-    width: int = Field(32, ge=4, description="channels of the first small_cnn stage")
+    width: int = Field(32, ge=4, le=1024, description="channels of the first small_cnn stage")
     norm: Literal["batch", "group"] = "batch"
-    proj_dim: int = Field(128, ge=8)
-    memory_bank_size: int = Field(4096, ge=0, description="MoCo negatives queue (capped at the member count)")
+    proj_dim: int = Field(128, ge=8, le=8192)
+    memory_bank_size: int = Field(4096, ge=0, le=1_000_000, description="MoCo negatives queue (capped at the member count)")
     temperature: float = Field(0.1, gt=0)
     momentum: float = Field(0.99, ge=0, lt=1, description="start momentum of MoCo/BYOL targets (cosine to 1)")
     embed_output: Literal["features", "projection", "logits"] | None = Field(

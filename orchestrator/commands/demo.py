@@ -36,7 +36,7 @@ def run(args) -> int:
         summary_table,
         wall_times,
     )
-    from orchestrator.run.outputs import check_out_dir
+    from orchestrator.outputs import check_out_dir
     from trainables.errors import UserError
 
     if args.resume and args.out:

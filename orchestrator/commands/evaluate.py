@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from orchestrator.config import load_job
-    from orchestrator.run.outputs import check_out_dir
+    from orchestrator.outputs import check_out_dir
     from trainables.attacks.config import EvaluateJob
     from trainables.audit.evaluate import evaluate_checkpoints, format_table
     from trainables.errors import UserError
@@ -53,7 +53,8 @@ def run(args) -> int:
     out = check_out_dir(args.out)
     from orchestrator.results.run_rows import parse_tags, results_path
 
-    results = results_path(args.results) or results_path(str(out / "results"))  # a bad URI fails now, before work
+    named = results_path(args.results)  # a bad URI or an unwritable path fails now, before work
+    results = named or results_path(str(out / "results"))
     tags = parse_tags(args.tags)
     if job.runtime.num_threads:
         import torch
@@ -84,15 +85,16 @@ def run(args) -> int:
             plots = write_all(ev.reports, tmp, history=main.meta.get("history") if ev.main_role != "original" else
                               None, tsne_samples=job.tsne_samples, seed=job.attack.seed,
                               paper_figures=job.paper_figures)
+        from orchestrator.results.evaluation_rows import evaluation_rows
+        from orchestrator.results.store import append
+
+        # the rows before OUT is published: a failed append leaves no OUT without its rows (a rerun just works)
+        append(named or str(tmp / "results"), evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
+                                                              plots=[out / p.name for p in plots]))
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from orchestrator.results.evaluation_rows import evaluation_rows
-    from orchestrator.results.store import append
-
-    append(results, evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
-                                    plots=[out / p.name for p in plots]))
     print(table)
     print(f"\nwrote {out}/report.txt, metrics.json, signals.parquet"
           + (", " + ", ".join(p.name for p in plots) if plots else ""))

@@ -70,13 +70,19 @@ def print_summary(out, summary: dict) -> None:
 def run(args) -> int:
     import time
 
-    from orchestrator.results.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.results.run_rows import append_from_args, parse_tags, rerun_note, results_path
     from orchestrator.run.jobs import run_forget
 
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)
     options = ray_options_from_args(args)
     job = load_unlearn_job(args, method=args.method, epochs=args.epochs)
+    from orchestrator.results.finished_runs import finished_unlearning
+
+    if results and finished_unlearning(args.out, job, args.checkpoint, forget_ids_arg(args)):  # the row was lost
+        rerun_note(args.out)
+        append_from_args(args, args.out, results)
+        return 0
     t0 = time.perf_counter()
     out, summary = run_forget(job, args.checkpoint, args.out, forget_ids_arg(args), workers=options.workers,
                               use_gpu=options.use_gpu, ray_options=options)

@@ -50,17 +50,24 @@ def register(sub) -> None:
 def run_register(args) -> int:
     from orchestrator.ledger.db import Ledger, resolve_ledger_path
     from orchestrator.ledger.lease import Lease
-    from orchestrator.ledger.versions import checkpoint_digest, register_checkpoint
+    from orchestrator.ledger.versions import read_registration, register_checkpoint
 
     path = resolve_ledger_path(args.ledger)
-    checkpoint_digest(args.checkpoint)  # a bad checkpoint must not create an empty ledger
-    with Ledger(path, create=True) as ledger:
-        if args.promote and ledger.current_model() is not None:
-            with Lease(path, timeout_s=args.lock_timeout) as lease:
-                version, added = register_checkpoint(ledger, args.checkpoint, promote=True, lease=lease)
-        else:
-            version, added = register_checkpoint(ledger, args.checkpoint)
-        row = ledger.get_model(version)
+    read_registration(args.checkpoint)  # a bad checkpoint must not create an empty ledger
+    created = not path.exists()
+    try:
+        with Ledger(path, create=True) as ledger:
+            if args.promote and ledger.current_model() is not None:
+                with Lease(path, timeout_s=args.lock_timeout) as lease:
+                    version, added = register_checkpoint(ledger, args.checkpoint, promote=True, lease=lease)
+            else:
+                version, added = register_checkpoint(ledger, args.checkpoint)
+            row = ledger.get_model(version)
+    except BaseException:
+        if created:  # a ledger this call created and could not fill: leave nothing behind
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
     state = "current" if row["is_current"] else "registered (not current)"
     print(f"model version {version}: {row['uri']} ({state}{'' if added else ', already registered'})")
     print(f"ledger: {path}")

@@ -28,7 +28,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import time
 
-    from orchestrator.results.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.results.run_rows import append_from_args, parse_tags, rerun_note, results_path
     from orchestrator.run.jobs import run_pretrain
 
     results = results_path(args.results)  # checked before any work
@@ -36,6 +36,12 @@ def run(args) -> int:
     options = ray_options_from_args(args)
     job = load_job(PretrainJob, config_file=args.config, preset=args.preset, overrides=args.overrides,
                    cli_values={"method": args.method, "data.dataset": args.dataset, "optim.epochs": args.epochs})
+    from orchestrator.results.finished_runs import finished_pretrain
+
+    if results and finished_pretrain(args.out, job):  # a rerun after the results row was lost
+        rerun_note(args.out)
+        append_from_args(args, args.out, results)
+        return 0
     t0 = time.perf_counter()
     out, metrics = run_pretrain(job, args.out, workers=options.workers, use_gpu=options.use_gpu,
                                 ray_options=options)

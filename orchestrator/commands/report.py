@@ -29,7 +29,7 @@ def run(args) -> int:
     from orchestrator.results.run_rows import results_path
     from trainables.errors import UserError
 
-    results = results_path(args.results)
+    results = results_path(args.results, write=False)  # only read
     if not results:
         raise UserError("name the results store: --results PATH (or set UNLEARN_RESULTS)")
     if args.pdf:
@@ -38,6 +38,9 @@ def run(args) -> int:
         if find_browser() is None:  # refuse before writing anything
             raise UserError("--pdf needs a headless Chromium or Chrome (Debian: apt-get install chromium; or set "
                             "UNLEARN_BROWSER); report.html itself prints to PDF from any browser")
+    from orchestrator.outputs import check_writable_dir
+
+    check_writable_dir(args.out, "--out")
     out = write_report(results, args.out, title=args.title)
     print(f"report: {out / 'report.html'} (self-contained)  Markdown: {out / 'report.md'}")
     if args.pdf:

@@ -71,7 +71,7 @@ def run_add(args) -> int:
     from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
     from orchestrator.ledger.safe_text import printable
-    from orchestrator.ledger.versions import member_ids, require_current
+    from orchestrator.ledger.versions import intake_members, require_current
     from trainables.errors import UserError
 
     if args.file and (args.subject or args.sample_ids or args.request_id):
@@ -84,7 +84,7 @@ def run_add(args) -> int:
         new = [make_request(args.subject, args.sample_ids, request_id=args.request_id,
                             received_at=args.received_at)]
     with Ledger.open(args.ledger) as ledger:
-        check_members(new, member_ids(require_current(ledger)))  # verifies the checkpoint first
+        check_members(new, intake_members(ledger, require_current(ledger)))  # the ledger's copy of the members
         result = ledger.add_requests(new, check=reject_forgotten)
     added = [rid for rid, ok in result if ok]
     for rid, ok in result:

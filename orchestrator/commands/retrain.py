@@ -30,7 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import time
 
-    from orchestrator.results.run_rows import append_from_args, parse_tags, results_path
+    from orchestrator.results.run_rows import append_from_args, parse_tags, rerun_note, results_path
     from orchestrator.run.jobs import run_retrain
     from orchestrator.run.options import ray_options_from_args
 
@@ -38,6 +38,12 @@ def run(args) -> int:
     parse_tags(args.tags)
     options = ray_options_from_args(args)
     job = load_unlearn_job(args, method="retrain")
+    from orchestrator.results.finished_runs import finished_unlearning
+
+    if results and finished_unlearning(args.out, job, args.checkpoint, forget_ids_arg(args)):  # the row was lost
+        rerun_note(args.out)
+        append_from_args(args, args.out, results)
+        return 0
     t0 = time.perf_counter()
     out, summary = run_retrain(args.checkpoint, args.out, forget_ids_arg(args), job=job, workers=options.workers,
                                use_gpu=options.use_gpu, ray_options=options)

@@ -94,6 +94,13 @@ def run(args) -> int:
         raise UserError(f"--keep-failed must be 0 or more, got {args.keep_failed}")
     path = resolve_ledger_path(args.ledger)
     results = results_path(args.results)
+    if not args.dry_run:  # every place a run writes, checked before the lock is taken or anything trains
+        from orchestrator.outputs import check_writable_dir, check_writable_file
+
+        check_writable_file(path, "--ledger")
+        check_writable_dir(args.models_dir or path.parent / "models", "--models-dir")
+        if "://" not in (args.storage or ""):
+            check_writable_dir(args.storage or path.parent / "ray_runs", "--storage")
     try:
         verify = VerifyConfig(attack_metric=args.attack_metric, attack_tolerance=args.attack_tolerance,
                               reference=args.reference, max_accuracy_drop=args.max_accuracy_drop,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.ledger.member_sets import add_member_sets
 from trainables.errors import UserError
 
 ENV_LEDGER = "UNLEARN_LEDGER"
@@ -151,7 +152,7 @@ def _add_event_actor(conn: sqlite3.Connection) -> None:
 # version -> function bringing the schema from version-1 to version, run inside one transaction. Keep each one
 # idempotent (check before ALTER), so migrations written on parallel branches can be renumbered when merged.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates,
-                                                                 3: _add_event_actor}
+                                                                 3: _add_event_actor, 4: add_member_sets}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -234,10 +235,16 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False, busy_timeout_s: float = 60.0):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"--ledger {self.path} is a directory; name the database file, e.g. "
+                            f"{self.path / 'ledger.sqlite'}")
         if not self.path.exists():
             if not create:
                 raise UserError(f"no ledger at {self.path}: register a model first with "
                                 f"`unlearn models register CHECKPOINT --ledger {self.path}`")
+            from orchestrator.outputs import check_writable_file
+
+            check_writable_file(self.path, "--ledger")
             _create_private(self.path)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)

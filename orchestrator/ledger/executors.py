@@ -87,7 +87,9 @@ class RayExecutor:
         cfg = VerifyConfig.model_validate(config["verify"])
         cand, par = load_checkpoint(candidate), load_checkpoint(parent)
         pretrain = PretrainJob.model_validate(cand.meta["config"])
-        source, _ = load_data(pretrain.data, cand.splits)
+        from trainables.data.locations import operator_data
+
+        source, _ = load_data(operator_data(pretrain.data), cand.splits)  # the operator's data location
         device = resolve_device(_unlearn_job_type().model_validate(config["job"]).runtime.device)
 
         from trainables.audit.forgetting import as_attack_config

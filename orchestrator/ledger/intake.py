@@ -25,6 +25,7 @@ from orchestrator.ledger.safe_text import check_id, printable
 from trainables.errors import UserError
 
 _SEPARATORS = re.compile(r"[,;\s]+")
+MAX_SAMPLE_ID = 2**63 - 1  # sample ids are int64 everywhere (manifests, numpy, the ledger)
 
 
 def _shown(ids, limit: int = 10) -> str:
@@ -50,6 +51,8 @@ def parse_sample_ids(value, where: str = "--sample-ids") -> tuple[int, ...]:
         raise UserError(f"{where}: no sample ids given")
     if ids[0] < 0:
         raise UserError(f"{where}: sample ids are non-negative, got {ids[0]}")
+    if ids[-1] > MAX_SAMPLE_ID:
+        raise UserError(f"{where}: sample id {ids[-1]} is above the largest possible id ({MAX_SAMPLE_ID})")
     return tuple(ids)
 
 
@@ -91,12 +94,12 @@ def read_request_file(path: str | Path) -> list[NewRequest]:
         raise UserError(f"request file not found: {p}")
     try:
         if p.suffix.lower() == ".csv":
-            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+            df = read_csv_strict(p)
         elif p.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(p)
         else:
             raise UserError(f"{p}: request files are .csv or .parquet")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError; UnicodeDecodeError too
         raise UserError(f"cannot read {p}: {exc}") from None
     df = df.rename(columns={"subject": "subject_id"})
     missing = {"subject_id", "sample_ids"} - set(df.columns)
@@ -114,6 +117,34 @@ def read_request_file(path: str | Path) -> list[NewRequest]:
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise UserError(f"{p}: request_id repeated within the file: {', '.join(dup[:10])}")
     return out
+
+
+def read_csv_strict(p: Path):
+    """A CSV whose every row has exactly the header's fields, else UserError naming the first bad line: a row with
+    an extra field (an unquoted ``12,13``) must not shift its values into other columns (pandas would silently
+    take the first field as an index). Blank lines are skipped; every value is a string."""
+    import csv
+
+    import pandas as pd
+
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            rows = []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    raise UserError(f"{p} line {reader.line_num}: {len(row)} field(s) but the header has "
+                                    f"{len(header)} ({','.join(header)}); quote lists of ids (\"12,13\"); "
+                                    f"nothing was added")
+                rows.append(row)
+        except csv.Error as exc:
+            raise UserError(f"{p} line {reader.line_num}: {exc}; nothing was added") from None
+    if len(set(header)) != len(header):
+        raise UserError(f"{p}: a column name is repeated in the header ({','.join(header)})")
+    return pd.DataFrame(rows, columns=header, dtype=str)
 
 
 def check_members(requests: list[NewRequest], members: np.ndarray) -> None:

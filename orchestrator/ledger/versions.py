@@ -33,7 +33,10 @@ def checkpoint_digest(path: str | Path) -> tuple[str, dict[str, Any]]:
 
 def forgotten_ids(meta: dict[str, Any]) -> set[int]:
     """Ids forgotten in the checkpoint's lineage (``meta["forgotten_ids"]``; none for a pretrained model)."""
-    return {int(i) for i in meta.get("forgotten_ids") or []}
+    ids = meta.get("forgotten_ids") or []
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise UserError("meta.json: forgotten_ids must be a list of sample ids (non-negative integers)")
+    return set(ids)
 
 
 def verify_model(row: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +63,35 @@ def member_ids(row: dict[str, Any]) -> np.ndarray:
     return Splits.load(path)["member"]
 
 
+def intake_members(ledger: Ledger, row: dict[str, Any]) -> np.ndarray:
+    """The member ids requests are checked against: the copy the ledger recorded at registration (no checkpoint
+    file is read, so a missing or damaged served model never blocks intake); a version registered before the
+    ledger kept member sets falls back to its verified checkpoint."""
+    from orchestrator.ledger.member_sets import recorded_members
+
+    members = recorded_members(ledger.conn, row["version"])
+    return member_ids(row) if members is None else members
+
+
 def require_current(ledger: Ledger) -> dict[str, Any]:
     row = ledger.current_model()
     if row is None:
         raise UserError(f"no current model in {ledger.path}: register the served model first with "
                         f"`unlearn models register CHECKPOINT`")
     return row
+
+
+def read_registration(path: str | Path) -> tuple[Path, str, dict[str, Any], set[int], set[int]]:
+    """Everything registration reads from a checkpoint, checked: (resolved path, meta.json sha256, meta,
+    forgotten ids, member ids). Called before the ledger is touched, so a bad checkpoint changes nothing."""
+    from trainables.checkpoint import MANIFEST
+    from trainables.data.splits import Splits
+
+    p = Path(path).resolve()
+    digest, meta = checkpoint_digest(p)
+    if not (p / MANIFEST).is_file():
+        raise UserError(f"{p} has no {MANIFEST}: the ledger needs the split manifest to check deletion requests")
+    return p, digest, meta, forgotten_ids(meta), set(Splits.load(p / MANIFEST)["member"].tolist())
 
 
 def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = False,
@@ -76,18 +102,12 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
     scheduler ``lease``) requires that it forgets every verified request and knows every pending id as a member.
     Registering the same checkpoint twice returns the existing version.
     """
-    from trainables.checkpoint import MANIFEST
-    from trainables.data.splits import Splits
+    from orchestrator.ledger.member_sets import record_members
 
-    p = Path(path).resolve()
-    digest, meta = checkpoint_digest(p)
-    if not (p / MANIFEST).is_file():
-        raise UserError(f"{p} has no {MANIFEST}: the ledger needs the split manifest to check deletion requests")
+    p, digest, meta, forgotten, members = read_registration(path)
     same = ledger.conn.execute("SELECT version FROM model_versions WHERE sha256 = ?", (digest,)).fetchone()
     if same is not None:
         return same[0], False
-    forgotten = forgotten_ids(meta)
-    members = set(Splits.load(p / MANIFEST)["member"].tolist())
     with ledger.transaction() as c:
         if lease is not None:
             lease.check(c)
@@ -97,6 +117,7 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
         version = Ledger.insert_model(c, uri=str(p), sha256=digest, forgotten_ids=forgotten,
                                       metrics=meta.get("metrics") or {}, parent=None, batch_id=None,
                                       promote=promote or current is None)
+        record_members(c, version, members)  # intake checks against this copy, not the checkpoint's files
     return version, True
 
 

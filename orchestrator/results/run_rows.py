@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trainables.errors import UserError
+
 RESULTS_ENV = "UNLEARN_RESULTS"
 STAGE_OF_KIND = {"pretrain": "before", "unlearn": "after", "retrain": "retrain"}
 _NOT_METRICS = ("epoch",)
@@ -36,14 +38,21 @@ def add_results_args(p, *, default_help: str = "default: $UNLEARN_RESULTS, else 
                         "--tag ablation='{terms: a+b, equation: eq3}' (repeatable)")
 
 
-def results_path(arg: str | None) -> str | None:
+def results_path(arg: str | None, *, write: bool = True) -> str | None:
     """``--results`` if given, else ``$UNLEARN_RESULTS``, else None. A path whose filesystem cannot be opened
-    (unknown URI scheme, missing credentials library) is a UserError now, before any work."""
+    (unknown URI scheme, missing credentials library), a local path that is a file, or (``write``) one this process
+    cannot write is a UserError now, before any work."""
+    from orchestrator.outputs import check_writable_dir
     from orchestrator.results.store import filesystem
 
     path = arg or os.environ.get(RESULTS_ENV) or None
     if path:
         filesystem(path)
+        if "://" not in path:
+            if os.path.isfile(Path(path).expanduser()):
+                raise UserError(f"--results {path} is a file, not a directory (a results store is a folder)")
+            if write:
+                check_writable_dir(path, "--results")
     return path
 
 
@@ -116,6 +125,21 @@ def append_from_args(args, checkpoint: str | Path, results: str | None, *, summa
     """The CLI's tail: append the row and say where it went."""
     if not results:
         return
-    append_job_row(results, checkpoint, summary=summary, experiment=args.experiment, extra=parse_tags(args.tags),
-                   wall_time_s=wall_time_s)
+    from orchestrator.results.finished_runs import row_recorded
+
+    try:
+        if row_recorded(results, checkpoint):
+            print(f"results row of {checkpoint} already in {results}")
+            return
+        append_job_row(results, checkpoint, summary=summary, experiment=args.experiment,
+                       extra=parse_tags(args.tags), wall_time_s=wall_time_s)
+    except (OSError, UserError) as exc:
+        raise UserError(f"the checkpoint {checkpoint} is complete and kept, but its results row was not written to "
+                        f"{results} ({exc}); fix the results store and rerun the same command: it appends the row "
+                        f"without training again") from None
     print(f"results row appended to {results}")
+
+
+def rerun_note(out) -> None:
+    print(f"{out} already holds this job's verified checkpoint (an earlier run whose results row was not "
+          f"written): not training again")

@@ -1,6 +1,8 @@
 """The results store: every run (pretrain, unlearn, retrain, evaluate, Tune trial, scheduled batch) as one Parquet row.
 
-Layout: ``ROOT/kind=<kind>/date=<YYYY-MM-DD>/part-<utc time>-<uuid>.parquet``. ``ROOT`` is a local path or any
+Layout: ``ROOT/kind=<kind>/date=<YYYY-MM-DD>/part-<utc time>-<uuid>.parquet``, hive-style: ``kind`` and ``date``
+live in the folder names only (:data:`PARTITIONING`), never inside the files, so ``pandas.read_parquet(ROOT)``,
+pyarrow datasets and DuckDB read a store without a type conflict. ``ROOT`` is a local path or any
 pyarrow filesystem URI (``s3://bucket/results``, ``gs://...``). Each :func:`append` writes its own uniquely named
 file (write to a hidden temporary name, then rename, on local disks; object stores publish a whole object
 atomically), so concurrent writers never touch each other's files and nothing is ever read-modified-written.
@@ -93,6 +95,10 @@ SCHEMA = pa.schema(
     metadata={"schema_version": str(SCHEMA_VERSION)},
 )
 COLUMNS = tuple(SCHEMA.names)
+# What a file holds: the schema less the partition column (``kind`` is the folder name). Stores written before
+# this layout also hold ``kind`` inside each file; :func:`load` reads both (the folder value is the same).
+FILE_SCHEMA = SCHEMA.remove(SCHEMA.get_field_index("kind"))
+PARTITIONING = ds.partitioning(pa.schema([("kind", pa.string()), ("date", pa.string())]), flavor="hive")
 
 
 GIT_SHA_ENV = "UNLEARN_GIT_SHA"  # set it where the code runs outside its git checkout (a `ray job submit` copy)
@@ -233,6 +239,7 @@ def append(path: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
     for kind in sorted(set(kinds)):
         part = table.filter(pc.equal(table.column("kind"), kind))
         day = part.column("created_at")[0].as_py().strftime("%Y-%m-%d")
+        part = part.drop_columns(["kind"]).cast(FILE_SCHEMA)  # the folder name holds it
         folder = f"{root}/kind={kind}/date={day}"
         name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex}.parquet"
         fs.create_dir(folder, recursive=True)
@@ -258,9 +265,12 @@ def load(path: str, *, kinds: Iterable[str] | None = None) -> pd.DataFrame:
     strings stay Arrow strings, ints stay ints with nulls, timestamps keep UTC). Older files missing newer columns
     read as nulls. An absent path gives an empty frame with the schema."""
     fs, root = filesystem(path)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+    kind = fs.get_file_info(root).type
+    if kind == pafs.FileType.NotFound:
         return SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
-    dataset = ds.dataset(root, schema=SCHEMA, format="parquet", filesystem=fs, partitioning=None)
+    if kind != pafs.FileType.Directory:
+        raise UserError(f"results path {path} is a file, not a directory (a results store is a folder)")
+    dataset = ds.dataset(root, schema=SCHEMA, format="parquet", filesystem=fs, partitioning=PARTITIONING)
     kinds = list(kinds or [])
     table = dataset.to_table(filter=ds.field("kind").isin(kinds) if kinds else None)
     return table.to_pandas(types_mapper=pd.ArrowDtype)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.fenced.ray_internals import workers_use_this_interpreter
+from orchestrator.outputs import check_out_dir
 from orchestrator.run.names import USER_ERROR, RunPlan, claim_run, mark_finished, plan_run
 from orchestrator.run.options import RayOptions
-from orchestrator.run.outputs import check_out_dir
 from orchestrator.run.storage import open_storage
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.errors import UserError

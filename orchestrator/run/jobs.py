@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.run.outputs import check_out_dir
+from orchestrator.outputs import check_out_dir
 from trainables.checkpoint import save_checkpoint
 from trainables.errors import UserError
 from trainables.jobs.common import checkpoint_meta, load_data, new_model

@@ -135,6 +135,11 @@ def check_settings(settings: SearchSettings) -> tuple[SearchSpace, Path]:
     results = Path(settings.results)
     if "://" not in settings.results and results.exists() and not results.is_dir():
         raise UserError(f"--results {results} is a file; the results store is a directory (or a URI)")
+    from orchestrator.outputs import check_writable_dir
+
+    check_writable_dir(out, "--out")  # every output place, before any trial runs
+    if "://" not in settings.results:
+        check_writable_dir(results, "--results")
     return space, out
 
 

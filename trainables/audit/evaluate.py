@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from trainables.attacks.config import EvaluateJob
 from trainables.attacks.protocol import attack_sets
@@ -197,7 +198,12 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
     _cross_check(checkpoints, main, forget)
     config = _pretrain_config(checkpoints)
     job = job.model_copy(update={"attack": job.attack.for_model(config.get("method"))})  # classifiers: confidence
-    data_cfg = DataConfig.model_validate(config["data"])
+    from trainables.data.locations import operator_data
+
+    try:
+        data_cfg = operator_data(DataConfig.model_validate(config["data"]), log=log)  # never the checkpoint's place
+    except ValidationError as exc:
+        raise UserError(f"the checkpoint's data config (meta.json config.data) is invalid: {exc}") from None
     source, splits = load_data(data_cfg, main_ck.splits)
     device = resolve_device(job.runtime.device)
     # validate the protocol (e.g. shadow splits present) before any expensive work such as training a shadow

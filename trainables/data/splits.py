@@ -59,7 +59,20 @@ class Splits:
 
     @classmethod
     def load(cls, path: str | Path) -> Splits:
-        df = pq.read_table(str(path)).to_pandas()
+        try:
+            table = pq.read_table(str(path))
+        except (pa.ArrowException, OSError) as exc:
+            raise UserError(f"{path} is not a readable split manifest (Parquet): {exc}") from None
+        missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
+        if missing:
+            raise UserError(f"{path} lacks column(s) {', '.join(missing)} of the split manifest")
+        try:
+            table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+        except (pa.ArrowException, ValueError) as exc:
+            raise UserError(f"{path}: the split manifest's columns have the wrong types: {exc}") from None
+        if table.column("sample_id").null_count or table.column("label").null_count:
+            raise UserError(f"{path}: the split manifest has empty sample ids or labels")
+        df = table.to_pandas()
         ids = {s: np.sort(df.loc[df["split"] == s, "sample_id"].to_numpy(np.int64)) for s in SPLITS}
         labels = dict(zip(df["sample_id"].astype(int), df["label"].astype(int), strict=True))
         return cls(ids, labels)

@@ -51,10 +51,15 @@ def parent_pretrain_job(checkpoint: Checkpoint) -> PretrainJob:
     config = checkpoint.meta.get("config")
     if not config:
         raise UserError(f"checkpoint {checkpoint.path} has no pretraining config in meta.json; cannot unlearn it")
+    if not isinstance(config, dict):
+        raise UserError(f"checkpoint {checkpoint.path}: its pretraining config in meta.json is not a mapping")
     try:
-        return PretrainJob.model_validate(config)
+        job = PretrainJob.model_validate(config)
     except ValidationError as exc:
         raise UserError(f"checkpoint {checkpoint.path}: its pretraining config is invalid: {exc}") from None
+    from trainables.data.locations import operator_data
+
+    return job.model_copy(update={"data": operator_data(job.data)})  # data locations: the operator's, not its
 
 
 def prepare_unlearning(job: UnlearnJob, checkpoint_dir: str | Path, forget_ids=None, *,

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,13 +74,21 @@ def plan_forget(splits: Splits, meta: dict, forget_ids=None) -> ForgetPlan:
 
 def read_forget_ids(text: str) -> list[int]:
     """``--forget-ids``: a comma list (``1,2,3``) or a file of ids (commas / whitespace / one per line)."""
-    path = Path(text)
-    raw = path.read_text() if path.is_file() else text
-    if not path.is_file() and ("/" in text or text.endswith((".txt", ".csv"))):
+    is_file = os.path.isfile(text)  # never raises: a long comma list is no file name
+    try:
+        raw = Path(text).read_bytes().decode("utf-8") if is_file else text
+    except UnicodeDecodeError:
+        raise UserError(f"forget-ids file {text} is not UTF-8 text") from None
+    if not is_file and ("/" in text or text.endswith((".txt", ".csv"))):
         raise UserError(f"forget-ids file not found: {text}")
     tokens = [t for t in raw.replace(",", " ").split() if t]
     try:
-        return [int(t) for t in tokens]
+        ids = [int(t) for t in tokens]
     except ValueError:
         bad = next(t for t in tokens if not t.lstrip("-").isdigit())
         raise UserError(f"--forget-ids: {bad!r} is not an integer sample id") from None
+    too_big = [i for i in ids if not 0 <= i <= 2**63 - 1]
+    if too_big:
+        raise UserError(f"--forget-ids: {too_big[0]} is outside the sample id range [0, 2^63 - 1] (largest possible "
+                        f"id {2**63 - 1})")
+    return ids
