@@ -33,7 +33,7 @@ from typing import Any
 from orchestrator.ledger.db import Ledger, parse_time
 from orchestrator.ledger.executors import Executor
 from orchestrator.ledger.fencing import install_candidate, remove_stale_staging, staging_dir
-from orchestrator.ledger.lease import Lease
+from orchestrator.ledger.lease import Lease, LeaseLost
 from orchestrator.ledger.safe_text import printable
 from orchestrator.ledger.transitions import (
     create_batch,
@@ -213,7 +213,12 @@ class Scheduler:
                 return f"unlearning failed: {type(exc).__name__}: {exc}", {}
             if Path(written).resolve() != staging.resolve():
                 return f"the executor wrote {written}, not the expected {staging}", {}
-            install_candidate(self.ledger, self.lease, staging, out)  # LeaseLost if taken over meanwhile
+            try:
+                install_candidate(self.ledger, self.lease, staging, out)  # LeaseLost if taken over meanwhile
+            except LeaseLost:
+                raise
+            except (OSError, RuntimeError) as exc:
+                return f"the candidate could not be put in place at {out}: {exc}", {}
             crash_point("after_training")
         try:
             digest, meta = checkpoint_digest(out)
