@@ -6,8 +6,8 @@ Stages (``orchestrator/results.py``): a pretrained model's metrics are ``before_
 unlearned model's are ``after_*`` (with the kNN monitor taken just before unlearning as ``before_*``), a retrained
 model's are ``retrain_*``. Every numeric value of the last epoch goes to ``metrics_json``; the loss components too.
 
-The results path: ``--results PATH`` on the command line, else ``$UNLEARN_RESULTS``, else no row is written
-(:func:`results_path`). ``--experiment TAG`` and ``--tag KEY=VALUE`` label the row for the report (docs/results.md).
+The results path, the same for every command: ``--results PATH`` on the command line, else ``$UNLEARN_RESULTS``,
+else ``results`` in the current directory (:func:`results_path`). ``--experiment TAG`` and ``--tag KEY=VALUE`` label the row for the report (docs/results.md).
 
 Example:
     >>> path = results_path(args.results)          # validated before the job starts
@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_ENV = "UNLEARN_RESULTS"
+DEFAULT_RESULTS = "results"  # when neither --results nor $UNLEARN_RESULTS says otherwise
+RESULTS_DEFAULT_HELP = "default: $UNLEARN_RESULTS, else ./results"
 STAGE_OF_KIND = {"pretrain": "before", "unlearn": "after", "retrain": "retrain"}
 _NOT_METRICS = ("epoch",)
 
 
-def add_results_args(p, *, default_help: str = "default: $UNLEARN_RESULTS, else no row") -> None:
+def add_results_args(p, *, default_help: str = RESULTS_DEFAULT_HELP) -> None:
     """``--results``, ``--experiment`` and ``--tag`` for a command that appends rows (cheap: no heavy imports)."""
     g = p.add_argument_group("results store (docs/results.md)")
     g.add_argument("--results", metavar="PATH|URI", help=f"append this run's row to a results store ({default_help})")
@@ -36,14 +38,13 @@ def add_results_args(p, *, default_help: str = "default: $UNLEARN_RESULTS, else 
                         "--tag ablation='{terms: a+b, equation: eq3}' (repeatable)")
 
 
-def results_path(arg: str | None) -> str | None:
-    """``--results`` if given, else ``$UNLEARN_RESULTS``, else None. A path whose filesystem cannot be opened
+def results_path(arg: str | None) -> str:
+    """``--results`` if given, else ``$UNLEARN_RESULTS``, else ``./results``. A path whose filesystem cannot be opened
     (unknown URI scheme, missing credentials library) is a UserError now, before any work."""
     from orchestrator.results import filesystem
 
-    path = arg or os.environ.get(RESULTS_ENV) or None
-    if path:
-        filesystem(path)
+    path = arg or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS
+    filesystem(path)
     return path
 
 
@@ -118,4 +119,6 @@ def append_from_args(args, checkpoint: str | Path, results: str | None, *, summa
         return
     append_job_row(results, checkpoint, summary=summary, experiment=args.experiment, extra=parse_tags(args.tags),
                    wall_time_s=wall_time_s)
-    print(f"results row appended to {results}")
+    from trainables import console
+
+    console.info(f"results row appended to {results}")

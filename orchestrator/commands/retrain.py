@@ -14,6 +14,9 @@ from orchestrator.commands.forget import (
 )
 
 
+RETRAIN_KEYS = ("retrain_epochs", "runtime")  # the rest is the parent checkpoint's own recipe
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "retrain", help="retrain from scratch without the forget set (the reference for every audit)",
@@ -23,7 +26,7 @@ def register(sub) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="the parent checkpoint (its recipe and splits)")
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
-    add_unlearn_config_args(p)
+    add_unlearn_config_args(p, example="--set retrain_epochs=50 --set runtime.num_threads=2")
     p.set_defaults(func=run)
 
 
@@ -37,7 +40,7 @@ def run(args) -> int:
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)
     options = ray_options_from_args(args)
-    job = load_unlearn_job(args, method="retrain")
+    job = load_unlearn_job(args, method="retrain", allowed=RETRAIN_KEYS)
     t0 = time.perf_counter()
     out, summary = run_retrain(args.checkpoint, args.out, forget_ids_arg(args), job=job, workers=options.workers,
                                use_gpu=options.use_gpu, ray_options=options)
