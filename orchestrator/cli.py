@@ -18,6 +18,10 @@ COMMANDS = ["pretrain", "forget", "retrain", "evaluate", "tune", "requests", "mo
             "inspect", "demo"]
 
 
+# Commands that import PyTorch (and Ray) before their first line of output.
+_HEAVY = {"pretrain", "forget", "retrain", "evaluate", "tune", "schedule", "report", "demo"}
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: usage + message, exit 2 (as argparse does)
         self.print_usage(sys.stderr)
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in _HEAVY and "torch" not in sys.modules:  # seconds on a busy machine: say so at once
+        console.status(f"unlearn {args.command}: loading PyTorch ...")
     try:
         result = args.func(args)
     except UserError as exc:

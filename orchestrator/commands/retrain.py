@@ -13,7 +13,6 @@ from orchestrator.commands.forget import (
     print_summary,
 )
 
-
 RETRAIN_KEYS = ("retrain_epochs", "runtime")  # the rest is the parent checkpoint's own recipe
 
 
