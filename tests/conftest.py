@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# Commands append rows to $UNLEARN_RESULTS, else ./results: tests that name no store never write into the repository.
+os.environ.setdefault("UNLEARN_RESULTS", tempfile.mkdtemp(prefix="unlearn-test-results-"))
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -37,7 +37,7 @@ def test_pretrain_then_inspect_end_to_end(tmp_path):
     out = tmp_path / "ck"
     r = unlearn("pretrain", "--method", "byol", "--dataset", "digits", "--epochs", "2", "--out", str(out), *TINY)
     assert r.returncode == 0, r.stderr
-    assert "epoch 2/2" in r.stderr and "kNN accuracy" in r.stdout and str(out) in r.stdout
+    assert "epoch" not in r.stderr and "kNN accuracy" in r.stdout and str(out) in r.stdout  # progress=false
     r = unlearn("inspect", str(out))
     assert r.returncode == 0 and "verified" in r.stdout and "byol" in r.stdout
     meta = json.loads(unlearn("inspect", str(out), "--json").stdout)

@@ -1,7 +1,8 @@
 """What the command line prints: the verbosity (``-q`` / ``-v``), set-up status lines and the progress budget.
 
-Three levels: quiet (errors and each command's final summary), normal (also set-up status lines on stderr and one
-progress display per run), verbose (also every epoch and Ray's own warnings). The settings live in environment
+Three levels: quiet (errors and each command's final summary), normal (also one progress display per run and,
+on a terminal, set-up status lines on stderr), verbose (also every epoch, status lines in logs too, and Ray's own
+warnings). The settings live in environment
 variables, so Ray workers and tasks started from this process inherit them; ``configure`` sets them.
 
 Example:
@@ -86,8 +87,9 @@ def scoped(**settings) -> Iterator[None]:
 
 
 def status(message: str) -> None:
-    """A set-up phase (imports, Ray start, data loading, attack fitting) says what it is doing, on stderr."""
-    if verbosity() >= NORMAL and _int(_STATUS, 1):
+    """A set-up phase (imports, Ray start, data loading, attack fitting) says what it is doing, on stderr: on a
+    terminal at normal verbosity, in logs with ``-v`` only (a script's stderr stays one ``error:`` line)."""
+    if _int(_STATUS, 1) and (is_verbose() or (verbosity() >= NORMAL and sys.stderr.isatty())):
         print(message, file=sys.stderr, flush=True)
 
 

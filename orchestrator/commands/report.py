@@ -13,7 +13,9 @@ def register(sub) -> None:
                                    "per-method gap to retrain, scheduled batches, and the evaluation plots into "
                                    "OUT/report.md and OUT/report.html (figures in OUT/figures). Mean ± sd over "
                                    "seeds. See docs/report.md.")
-    p.add_argument("--results", help="results store path or URI (default: $UNLEARN_RESULTS)")
+    from orchestrator.run_rows import RESULTS_DEFAULT_HELP
+
+    p.add_argument("--results", metavar="PATH|URI", help=f"results store path or URI ({RESULTS_DEFAULT_HELP})")
     p.add_argument("--out", required=True, help="report directory (a previous report there is replaced)")
     p.add_argument("--title", default="Unlearning report")
     p.set_defaults(func=run)
@@ -22,11 +24,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from orchestrator.report import write_report
     from orchestrator.run_rows import results_path
-    from trainables.errors import UserError
 
     results = results_path(args.results)
-    if not results:
-        raise UserError("name the results store: --results PATH (or set UNLEARN_RESULTS)")
     out = write_report(results, args.out, title=args.title)
     print(f"report: {out / 'report.md'}  (HTML: {out / 'report.html'})")
     return 0

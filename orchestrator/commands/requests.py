@@ -70,8 +70,10 @@ def run_add(args) -> int:
         check_members(new, member_ids(require_current(ledger)))  # verifies the checkpoint first
         result = ledger.add_requests(new, check=reject_forgotten)
     added = [rid for rid, ok in result if ok]
+    from trainables import console
+
     for rid, ok in result:
-        print(f"{rid}  {'added (pending)' if ok else 'already recorded, skipped'}")
+        console.info(f"{rid}  {'added (pending)' if ok else 'already recorded, skipped'}")
     print(f"{len(added)} request(s) added, {len(result) - len(added)} already present")
     return 0
 

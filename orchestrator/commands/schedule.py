@@ -50,7 +50,7 @@ def register(sub) -> None:
     ops.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     ops.add_argument("--executor", default="ray", help="ray, or MODULE:CALLABLE for a custom executor")
     ops.add_argument("--results", metavar="PATH|URI", help="append a scheduled-batch row per promoted or failed "
-                                                           "batch (default: $UNLEARN_RESULTS, else none)")
+                                                           "batch (default: $UNLEARN_RESULTS, else ./results)")
     ops.add_argument("--lock-timeout", type=float, default=600.0,
                      help="seconds without a heartbeat after which another run may take the lock over (default 600)")
     add_ledger_arg(run_p)
@@ -105,7 +105,9 @@ def run(args) -> int:
                            verify=verify, results=results)
     executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
                              storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
-    scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))
+    from trainables import console
+
+    scheduler = Scheduler(path, executor, opts, log=console.info)
     try:
         outcome = scheduler.plan() if args.dry_run else scheduler.run()
     except (LeaseHeld, LeaseLost) as exc:  # LeaseLost: this run was presumed dead and another one took over
