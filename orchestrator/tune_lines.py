@@ -28,6 +28,17 @@ def format_value(value: Any) -> str:
     return f"{value:.3g}"
 
 
+def flat_items(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"runtime": {"num_threads": 1}}`` -> ``[("runtime.num_threads", 1)]`` (the keys ``--set`` takes)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            items += flat_items(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
 def applied_values(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
     """The sampled keys of a trial as its UnlearnJob gets them (switches applied, fixed keys left out)."""
     try:

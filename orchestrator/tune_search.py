@@ -227,13 +227,23 @@ def _fit(settings: SearchSettings, space: SearchSpace, base, state: dict[str, An
                                     plan.trial)
     # after an interruption, trials that never reported have no result files: expected, not worth a warning
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if _experiment_exists(state):
-        tuner = tune.Tuner.restore(storage.display(state["name"]), trainable, resume_unfinished=True,
-                                   resume_errored=False,
-                                   storage_filesystem=storage.fs if storage.via_fsspec else None)
-    else:
-        tuner = _new_tuner(settings, space, base, state, plan, trainable, storage)
-    return tuner.fit()
+    # The classic output engine at verbose=0 prints nothing (the new one still prints a configuration box and a
+    # TensorBoard hint into Ray's temporary directory); TrialLines prints one line per finished trial.
+    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        if _experiment_exists(state):
+            tuner = tune.Tuner.restore(storage.display(state["name"]), trainable, resume_unfinished=True,
+                                       resume_errored=False,
+                                       storage_filesystem=storage.fs if storage.via_fsspec else None)
+        else:
+            tuner = _new_tuner(settings, space, base, state, plan, trainable, storage)
+        return tuner.fit()
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
 
 
 def _experiment_exists(state: dict[str, Any]) -> bool:

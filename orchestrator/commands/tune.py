@@ -100,7 +100,10 @@ def run(args) -> int:
     outcome = run_search(settings)
     finished, feasible = outcome.finished, outcome.feasible
     print(f"search {outcome.name}: {len(finished)}/{outcome.samples} trials finished, {len(feasible)} feasible")
-    print(f"results: {settings.results} (kind tune-trial, experiment {outcome.name}); summary: {outcome.summary_path}")
+    from trainables import console
+
+    console.info(f"results: {settings.results} (kind tune-trial, experiment {outcome.name}); summary: "
+                 f"{outcome.summary_path}")
     if outcome.interrupted:
         print("interrupted: resume with the same command plus --resume (finished trials are not re-run)",
               file=sys.stderr)
@@ -111,15 +114,14 @@ def run(args) -> int:
               + (f" or failed ({errors} diverged/errored)" if errors else "")
               + "; raise --cap, narrow the space (e.g. lower learning rates), or add --samples", file=sys.stderr)
         return EXIT_NO_FEASIBLE
-    from orchestrator.tune_lines import format_value
-    from trainables import console
+    from orchestrator.tune_lines import flat_items, format_value
 
     r = outcome.best.result
     print(f"best feasible trial {outcome.best.trial_id}: objective {r['objective']:.4f}, attack accuracy "
           f"{r.get('mia_accuracy', float('nan')):.4f}, accuracy drop {r.get('accuracy_drop', float('nan')):.4f}")
     if console.is_quiet():
         print(f"best config: {outcome.best_config_path} ("
-              + " ".join(f"{k}={format_value(v)}" for k, v in outcome.best_config.items()) + ")")
+              + " ".join(f"{k}={format_value(v)}" for k, v in flat_items(outcome.best_config)) + ")")
         return 0
     for key, value in outcome.best_config.items():
         print(f"  {key:<20} {value}")
