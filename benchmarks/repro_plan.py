@@ -1,7 +1,7 @@
 """The reproduction's plan: the pretraining recipe of each model, the cells of every table, and their keys.
 
 A *cell* is one unlearning run audited against its original and retrained models (one results row per attack).
-Cells of the paper's tables (``shared/paper.txt``), tagged in the results store's ``experiment`` column:
+Cells of the paper's tables (arXiv 2405.07317), tagged in the results store's ``experiment`` column:
 
 - ``main`` (Tables II/III): MoCo, SimCLR, BYOL x seeds x {memgp (Eq. 3), gp (Eq. 2)} at 20% forget;
 - ``supervised`` (Table VII): the supervised small CNN x seeds x memgp;

@@ -1,6 +1,6 @@
 """Ray Tune pieces that subclass Ray's own classes: Optuna's constrained TPE fed from Tune results, and a test hook.
 
-Ray passes no constraint values to Optuna (shared/NOTES.md), so :class:`ConstrainedOptunaSearch` copies each
+Ray passes no constraint values to Optuna, so :class:`ConstrainedOptunaSearch` copies each
 trial's ``constraint`` (accuracy drop minus cap; feasible when <= 0) into the Optuna trial just before the trial is
 told to the study. Optuna >= 5 reads it with ``Trial.set_constraint`` (its TPE then always models feasibility;
 ``constraints_func`` is deprecated there); older releases get it as a user attribute that :func:`constraint_of`,

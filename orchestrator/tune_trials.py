@@ -7,7 +7,7 @@ process keeps what it fetched, so reused actors fetch it once.
 - 1 worker per trial (the default): :func:`in_process_trial` unlearns inside the trial process (no TorchTrainer
   start-up), with per-epoch reports when ASHA is on.
 - N > 1 workers: :func:`distributed_trial` makes the trial a Ray Train driver (the Train-inside-Tune pattern of
-  shared/NOTES.md): :func:`~orchestrator.train_driver.run_distributed` runs a forget task whose workers take the
+  Ray's documentation): :func:`~orchestrator.train_driver.run_distributed` runs a forget task whose workers take the
   model from the same object-store copy, then the trial scores the exported model and reports once. (Not
   ``TuneReportCallback``: the workers' per-epoch reports carry no objective, which Tune's searcher requires.)
 

@@ -1,4 +1,4 @@
-"""The paper's tables (shared/paper.txt, section V) from ``evaluate`` rows of the results store.
+"""The paper's tables ("Machine Unlearning in Contrastive Learning", arXiv 2405.07317, section V) from ``evaluate`` rows of the results store.
 
 - Table II / III: before vs after vs retrain per dataset, model and method (main rows);
 - Table IV / V: ablation of the loss terms (Eq. 2 = ``gp``, Eq. 3 = ``memgp``; each subset of a, b, c; L_train on

@@ -1,4 +1,4 @@
-"""The reproduction's targets (issue 9), marked met / missed from the results store, for BENCHMARKS.md and the
+"""The reproduction's targets, marked met / missed from the results store, for BENCHMARKS.md and the
 report. Per dataset, model, method and experiment (main / tuned / supervised rows of the penalty methods; mean over
 seeds):
 
@@ -74,7 +74,7 @@ def targets_rows(df: pd.DataFrame) -> Table:
                       _mark(line["vs_chance"], line["vs_chance_sd"], line["met_vs_chance"]),
                       _mark(line["drop"], line["drop_sd"], line["met_drop"]),
                       "met" if line["all_met"] else "missed"])
-    return Table(heads, lines, "Targets on CPU scale (issue 9): the forget-set attack accuracy before unlearning, "
+    return Table(heads, lines, "Targets on CPU scale: the forget-set attack accuracy before unlearning, "
                                "after unlearning against the retrained model and chance, and the utility drop")
 
 

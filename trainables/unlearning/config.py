@@ -1,7 +1,7 @@
 """``UnlearnJob``: one unlearning run (``unlearn forget``), a FLAT set of keys so that a YAML file of them (what
 ``unlearn tune`` writes as its best config) can be passed as ``--config``.
 
-Keys (defaults follow the paper where it says, and the CIFAR prototype in ``shared/NOTES.md`` where it does not):
+Keys (defaults follow the paper where it says, and a measured CIFAR prototype (docs/unlearning.md) where it does not):
 
     method            gp | memgp | retrain | finetune | neggrad_plus | random_labels | l1_sparse | alignment_calibration
     a, b, c           weights of L_train, the gradient penalty, L_Norm (Eq. 2; Eq. 3 has no c). Default a=1, b=1,
