@@ -30,8 +30,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "forget", help="unlearn samples from a checkpoint (gp, memgp, or a baseline)",
         description="Unlearn the forget set from a checkpoint and write a new verified checkpoint (the input is "
-                    "never modified). Methods: " + ", ".join(METHODS) + ". Prints every loss component per "
-                    "epoch (the gradient-penalty term should fall towards 0) and a before/after summary.",
+                    "never modified). Methods: " + ", ".join(METHODS) + ". Shows every loss component per "
+                    "epoch (the gradient-penalty term should fall towards 0) and prints a before/after summary.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint directory to unlearn from")
     p.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default: memgp)")
