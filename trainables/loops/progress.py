@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -74,9 +75,10 @@ class RunProgress:
         self.t0 = time.perf_counter()
         self.bar = None
         if self.enabled and sys.stderr.isatty():
+            sized = shutil.get_terminal_size((0, 0)).columns > 0  # a terminal of width 0 would show no bar at all
             self.bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, unit="batch",
-                            desc=f"{label}epoch {start_epoch + 1}/{epochs}", dynamic_ncols=True, leave=False,
-                            file=sys.stderr, smoothing=0.1)
+                            desc=f"{label}epoch {start_epoch + 1}/{epochs}", dynamic_ncols=sized,
+                            ncols=None if sized else 100, leave=False, file=sys.stderr, smoothing=0.1)
         self.print_after = line_epochs(epochs, console.progress_lines(), start_epoch) if self.enabled else set()
 
     def batches(self, loader: Iterable, epoch: int) -> Iterator:
