@@ -270,12 +270,13 @@ def summary_table(results: str, model: Path) -> list[str]:
         return ["(no evaluation rows)"]
     row = rows.sort_values("created_at").iloc[-1]
     util = "test_acc" if row["model"] == "supervised" else "knn_acc"
-    lines = [f"{'model':<11} {'attack acc [95% CI]':<22} {'AUC':>6} {util:>8}"]
+    head = "test accuracy" if util == "test_acc" else "kNN accuracy (non-members vs retain set)"
+    lines = [f"{'model':<11} {'attack accuracy [95% CI]':<27} {'attack AUC':>10}  {head}"]
     for stage, name in (("before", "original"), ("after", "unlearned"), ("retrain", "retrained")):
         acc, lo, hi = row[f"{stage}_mia_accuracy"], row[f"{stage}_mia_accuracy_lo"], row[f"{stage}_mia_accuracy_hi"]
         interval = f"[{lo:.2f}, {hi:.2f}]" if lo is not None and not _nan(lo) else ""
-        lines.append(f"{name:<11} {acc:.3f} {interval:<16} {row[f'{stage}_mia_auc']:>6.3f} "
-                     f"{_num(row[f'{stage}_{util}']):>8}")
+        lines.append(f"{name:<11} {acc:.3f} {interval:<21} {row[f'{stage}_mia_auc']:>10.3f}  "
+                     f"{_num(row[f'{stage}_{util}'])}")
     lines.append(f"gap to retrain (attack accuracy): {row['gap_mia_accuracy']:+.3f}; chance is 0.500")
     return lines
 

@@ -44,7 +44,7 @@ def run(args) -> int:
     acc = metrics.get("knn_acc")
     print(f"checkpoint: {out}")
     if acc is not None:
-        print(f"kNN accuracy (held-out non-members): {acc:.4f}"
+        print(f"kNN accuracy (held-out non-members vs the members): {acc:.4f}"
               + (f", linear probe: {metrics['linear_acc']:.4f}" if "linear_acc" in metrics else ""))
     append_from_args(args, out, results, wall_time_s=wall)
     return 0
