@@ -31,8 +31,8 @@ def run_lines(epochs: int, *, enabled: bool = True, **settings) -> list[str]:
     return lines
 
 
-def test_progress_lines_in_a_log_quiet_verbose_and_off():
-    lines = run_lines(150)  # pytest's stderr is not a terminal: lines, no bar
+def test_progress_lines_in_a_log_quiet_verbose_and_off(capsys):
+    lines = run_lines(150)  # a captured stderr is not a terminal: lines, no bar
     assert len(lines) == 20 and lines[-1].startswith("memgp epoch 150/150 loss=0.0067 memgp=0.5000")
     assert "640 samples/s" in lines[0] and "ETA" in lines[0] and "ETA" not in lines[-1]
     assert "epoch_time_s" not in lines[0] and "samples_per_s" not in lines[0]
@@ -40,6 +40,7 @@ def test_progress_lines_in_a_log_quiet_verbose_and_off():
     assert run_lines(150, verbosity=console.QUIET) == []
     assert run_lines(150, enabled=False) == []  # runtime.progress=false
     assert len(run_lines(150, verbosity=console.QUIET, progress=True, progress_lines=3)) == 3  # the demo
+    assert capsys.readouterr().err == ""  # lines go through the run's log function only
 
 
 def test_status_lines_stay_out_of_logs_unless_verbose(capsys):
