@@ -34,7 +34,7 @@ _SET_BY_SAVE = ("format_version", "created_at", "model_spec", "packages", "sha25
 def log(message: str) -> None:
     from trainables import console
 
-    console.status(message)
+    console.note(message)  # which run, resumed or new, how to resume: worth a line in a job's log
 
 
 def run_pretrain_distributed(job, out: str | Path, workers: int = 1, use_gpu: bool = False,

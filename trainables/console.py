@@ -99,6 +99,12 @@ def info(message: str) -> None:
         print(message, flush=True)
 
 
+def note(message: str) -> None:
+    """A line on stderr worth keeping in a log (e.g. how to resume a run), hidden by ``-q``."""
+    if verbosity() >= NORMAL:
+        print(message, file=sys.stderr, flush=True)
+
+
 def debug(message: str) -> None:
     """Details for ``-v`` only, on stderr."""
     if verbosity() >= VERBOSE:
