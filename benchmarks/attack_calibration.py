@@ -1,7 +1,7 @@
 """Calibrate an overfitting recipe: pretrain once, save checkpoints at chosen epochs, attack each of them.
 
     python benchmarks/attack_calibration.py --preset overfit --epochs 50,100 --out /tmp/calib \
-        --set data.dataset=npz:data/cifar10_10k.npz --set data.num_members=1000 \
+        --set data.dataset=cifar10 --set data.download=true --set data.num_members=1000 \
         --set data.num_nonmembers=1000 --set optim.lr=0.003 [--attack-set n_views=20]
 
 Prints one line per saved epoch: training loss, mean view cosine of members / non-members, and accuracy / AUC

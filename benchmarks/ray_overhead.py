@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from trainables.config import PretrainJob  # noqa: E402
 from trainables.loops.context import LoopContext  # noqa: E402
 
-try:  # the paper's Eq. 3 term (issue 3, unlearning branch)
+try:  # the paper's Eq. 3 term (the unlearning package)
     from trainables.losses.member_gradient_penalty import member_gradient_penalty
 except ImportError:  # until that lands: the same computation, locally
     member_gradient_penalty = None

@@ -1,6 +1,6 @@
-"""Reproduce the paper's tables (arXiv 2405.07317, Tables II-VII) on real images at a size that fits the machine.
+"""Reproduce the paper's tables ("Machine Unlearning in Contrastive Learning", arXiv 2405.07317, Tables II-VII) on real images at a size that fits the machine.
 
-    python benchmarks/reproduce.py --data npz:data/cifar10_10k.npz --members 1000 \
+    python benchmarks/reproduce.py --data npz:cifar10_10k.npz --members 1000 \
         --work /work/repro_runs/cifar --jobs 2
 
 The protocol of the paper, scaled: ``--members`` members and as many non-members (half of them the reference

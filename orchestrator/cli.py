@@ -3,6 +3,7 @@
 User errors (bad input, missing files, tampered checkpoints) print one ``error:`` line and exit 2, no traceback.
 Ctrl-C (SIGINT) exits 130 and SIGTERM (``kill``, ``ray job stop``, a pod eviction) exits 143, both after the same
 cleanup: temporary checkpoint directories removed, open ledger transactions rolled back.
+Global flags: ``-q`` (errors and the final summary only), ``-v`` (every epoch, Ray's warnings), ``--version``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def handle_sigterm_like_sigint() -> None:
     """Without this, SIGTERM kills the process on the spot and leaves hidden ``.tmp-*`` directories behind."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+# Commands that import PyTorch (and Ray) before their first line of output.
+_HEAVY = {"pretrain", "forget", "retrain", "evaluate", "tune", "schedule", "report", "demo"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "and run scheduled deletion batches, on a laptop or a Ray cluster.",
         epilog="Run `unlearn COMMAND --help` for the options of a command. Docs: README.md and docs/.",
     )
+    from orchestrator import __version__
+
+    parser.add_argument("--version", action="version", version=f"unlearn {__version__}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="print errors and each command's final summary only")
+    loud.add_argument("-v", "--verbose", action="store_true", help="also print every epoch and Ray's own warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
@@ -66,25 +75,50 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # not built yet
             raise
         module.register(sub)
+    _add_verbosity_flags(sub)
     return parser
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """The config options every job command shares."""
+def _add_verbosity_flags(sub) -> None:
+    """``-q`` / ``-v`` also after the command (``unlearn demo -q``), in every subcommand and action."""
+    for parser in set(sub.choices.values()):
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _add_verbosity_flags(nested[0])
+            continue
+        loud = parser.add_mutually_exclusive_group()
+        loud.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                          help="print errors and the final summary only")
+        loud.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="also print every epoch and Ray's own warnings")
+
+
+def add_config_args(p: argparse.ArgumentParser, *, presets: bool = True, example: str = "optim.lr=0.01") -> None:
+    """The config options of a job command: ``--config``, ``--preset`` (pretraining recipes) and ``--set``."""
     p.add_argument("--config", metavar="FILE", help="YAML job config (see docs/config.md)")
-    p.add_argument("--preset", metavar="NAME", help="a shipped preset, e.g. overfit, demo")
+    if presets:
+        from orchestrator.config import available_presets
+
+        p.add_argument("--preset", metavar="NAME", help=f"a shipped preset: {', '.join(available_presets())} "
+                                                        "(docs/config.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set optim.lr=0.01 (repeatable)")
+                   help=f"override one config key, e.g. --set {example} (repeatable; keys: docs/config.md)")
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from trainables import console
+
+    if args.quiet or args.verbose:  # else: what the caller configured (the demo runs commands in-process)
+        console.configure(verbosity=console.QUIET if args.quiet else console.VERBOSE)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     handle_sigterm_like_sigint()
+    if args.command in _HEAVY and "torch" not in sys.modules:  # seconds on a busy machine: say so at once
+        console.status(f"unlearn {args.command}: loading PyTorch ...")
     try:
         result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

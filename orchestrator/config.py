@@ -100,16 +100,26 @@ def load_job(
     preset: str | None = None,
     overrides: list[str] | None = None,
     cli_values: dict[str, Any] | None = None,
+    command: str | None = None,
+    allowed: tuple[str, ...] | None = None,
 ) -> Job:
-    """Build a validated job config. ``cli_values`` are dedicated flags (e.g. ``--epochs``) as dotted keys."""
+    """Build a validated job config. ``cli_values`` are dedicated flags (e.g. ``--epochs``) as dotted keys.
+    ``allowed``: the top-level keys that mean something to ``command`` (others are refused, naming these)."""
     data: dict[str, Any] = {}
     if preset:
         data = deep_merge(data, read_preset(preset))
-    if config_file:
-        data = deep_merge(data, read_yaml(config_file))
+    from_file = read_yaml(config_file) if config_file else {}
+    data = deep_merge(data, from_file)
     flat = [f"{k}={_yaml_scalar(v)}" for k, v in (cli_values or {}).items() if v is not None]
     data = deep_merge(data, parse_overrides(flat))
-    data = deep_merge(data, parse_overrides(overrides))
+    from_set = parse_overrides(overrides)
+    data = deep_merge(data, from_set)
+    if allowed is not None:
+        ignored = sorted((set(from_file) | set(from_set)) - set(allowed))
+        if ignored:
+            keys = ", ".join(f"{k}.*" if isinstance(getattr(job_type.model_fields.get(k), "default", None),
+                                                    BaseModel) else k for k in allowed)
+            raise UserError(f"{command or 'this command'} does not use {', '.join(ignored)}; its keys: {keys}")
     return validate(job_type, data)
 
 

@@ -76,7 +76,13 @@ class Demo:
     """One demo run in ``out`` (created, or resumed)."""
 
     def __init__(self, out: Path, settings: DemoSettings, *, log=print):
+        from trainables import console
+
         self.out, self.settings, self.log = out, settings, log
+        # The demo's steps say what runs; each command prints only its summary (all of it with -v) and a few
+        # progress lines per run in a log (a live bar on a terminal); -q: the commands' summaries only.
+        self.command_console = {} if console.is_verbose() else {
+            "verbosity": console.QUIET, "status": False, "progress": console.progress_enabled(), "progress_lines": 3}
         self.results = str(out / "results")
         self.ledger = str(out / "ledger" / "ledger.sqlite")
         self.t0 = time.perf_counter()
@@ -85,13 +91,15 @@ class Demo:
 
     # ------------------------------------------------------------------------------------------ helpers
     def step(self, n: int, text: str) -> None:
-        self.log(f"\n[{n}/{STEPS}] {text}   ({time.perf_counter() - self.t0:.0f} s)", flush=True)
+        self.log(f"[{n}/{STEPS}] {text}   ({time.perf_counter() - self.t0:.0f} s)", flush=True)
 
     def cli(self, argv: list[str], *, ok=(0,)) -> int:
         from orchestrator.cli import main
+        from trainables import console
 
         self.log("$ unlearn " + shlex.join(argv), flush=True)
-        code = main(argv)
+        with console.scoped(**self.command_console):
+            code = main(argv)
         if code not in ok:
             raise DemoStop(code, f"`unlearn {argv[0]}` exited with {code}")
         return code
@@ -193,8 +201,7 @@ class Demo:
                 "--attack", f"n_views={4 if quick else 6}", "--results", self.results, "--out", str(out)]
         code = self.cli(argv + (["--resume"] if (out / "search.json").is_file() else []), ok=(0, 1))
         if code == 0:
-            self.log(f"    the best configuration: {out / 'best.yaml'}; use it with "
-                     f"`unlearn schedule run --config {out / 'best.yaml'}`")
+            self.log(f"    use it with `unlearn schedule run --config {out / 'best.yaml'}`")
 
     def wait_retrain(self) -> None:
         if self.retrain_ref is None:
@@ -267,12 +274,13 @@ def summary_table(results: str, model: Path) -> list[str]:
         return ["(no evaluation rows)"]
     row = rows.sort_values("created_at").iloc[-1]
     util = "test_acc" if row["model"] == "supervised" else "knn_acc"
-    lines = [f"{'model':<11} {'attack acc [95% CI]':<22} {'AUC':>6} {util:>8}"]
+    head = "test accuracy" if util == "test_acc" else "kNN accuracy (non-members vs retain set)"
+    lines = [f"{'model':<11} {'attack accuracy [95% CI]':<27} {'attack AUC':>10}  {head}"]
     for stage, name in (("before", "original"), ("after", "unlearned"), ("retrain", "retrained")):
         acc, lo, hi = row[f"{stage}_mia_accuracy"], row[f"{stage}_mia_accuracy_lo"], row[f"{stage}_mia_accuracy_hi"]
         interval = f"[{lo:.2f}, {hi:.2f}]" if lo is not None and not _nan(lo) else ""
-        lines.append(f"{name:<11} {acc:.3f} {interval:<16} {row[f'{stage}_mia_auc']:>6.3f} "
-                     f"{_num(row[f'{stage}_{util}']):>8}")
+        lines.append(f"{name:<11} {acc:.3f} {interval:<21} {row[f'{stage}_mia_auc']:>10.3f}  "
+                     f"{_num(row[f'{stage}_{util}'])}")
     lines.append(f"gap to retrain (attack accuracy): {row['gap_mia_accuracy']:+.3f}; chance is 0.500")
     return lines
 

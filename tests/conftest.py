@@ -13,6 +13,15 @@ workers_use_this_interpreter()
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def results_store_outside_the_repository(tmp_path_factory):
+    """Commands append rows to $UNLEARN_RESULTS, else ./results: tests that name no store never write into the
+    repository. A fixture, not an import-time default: helpers import this module again as ``tests.conftest``, and
+    that second import must not undo a test's ``monkeypatch.delenv``."""
+    if "UNLEARN_RESULTS" not in os.environ:
+        os.environ["UNLEARN_RESULTS"] = str(tmp_path_factory.mktemp("unlearn-test-results"))
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """A local Ray instance with 2 CPUs, shared by every test that needs Ray."""

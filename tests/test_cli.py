@@ -37,9 +37,12 @@ def test_pretrain_then_inspect_end_to_end(tmp_path):
     out = tmp_path / "ck"
     r = unlearn("pretrain", "--method", "byol", "--dataset", "digits", "--epochs", "2", "--out", str(out), *TINY)
     assert r.returncode == 0, r.stderr
-    assert "epoch 2/2" in r.stderr and "kNN accuracy" in r.stdout and str(out) in r.stdout
+    assert "epoch" not in r.stderr and "kNN accuracy" in r.stdout and str(out) in r.stdout  # progress=false
     r = unlearn("inspect", str(out))
     assert r.returncode == 0 and "verified" in r.stdout and "byol" in r.stdout
+    history = unlearn("inspect", str(out), "--history").stdout.splitlines()  # kept although progress was off
+    assert [line.split()[:2] for line in history[:2]] == [["epoch", "1"], ["epoch", "2"]]
+    assert "loss=" in history[0] and history[2] == f"2 epoch(s) in {out / 'meta.json'}"
     meta = json.loads(unlearn("inspect", str(out), "--json").stdout)
     assert meta["config"]["optim"]["epochs"] == 2 and meta["config"]["model"]["width"] == 8
 

@@ -17,13 +17,15 @@ from orchestrator.results import store as results
 def test_quick_demo_end_to_end_and_resume(tmp_path, ray_session, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert len((captured.out + captured.err).splitlines()) <= 60  # a log, not a scroll
     for n in range(1, 9):
         assert f"[{n}/8]" in printed
     table = printed.split("=" * 72, 1)[1]
     assert "promoted as the served model" in table
     assert all(name in table for name in ("original", "unlearned", "retrained", "gap to retrain"))
-    assert f"report: {out / 'report' / 'report.md'}" in table
+    assert f"report: {out / 'report' / 'report.html'}" in table
 
     with Ledger(out / "ledger" / "ledger.sqlite") as ledger:
         assert ledger.current_model()["version"] == 2

@@ -93,21 +93,23 @@ def test_evaluate_unlearned_against_original_and_retrained(checkpoints, tmp_path
 
 def test_unlearned_checkpoint_finds_its_original_through_the_parent_link(checkpoints, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(checkpoints["unl"]), "--out", str(out), "--no-plots", *FAST]) == 0
+    assert main(["evaluate", "--checkpoint", str(checkpoints["unl"]), "--out", str(out), "--no-plots", *FAST,
+                 "--results", str(tmp_path / "results")]) == 0
     assert "from the checkpoint's parent chain" in capsys.readouterr().out
     assert set(json.loads((out / "metrics.json").read_text())) == {"original", "unlearned"}
-    df = results.load(str(out / "results"))
-    assert df["before_mia_accuracy"].notna().all() and df["after_mia_accuracy"].notna().all()
+    df = results.load(str(tmp_path / "results"))
+    assert len(df) == 4 and df["before_mia_accuracy"].notna().all() and df["after_mia_accuracy"].notna().all()
     assert df["retrain_mia_accuracy"].isna().all() and df["gap_mia_accuracy"].isna().all()
 
 
-def test_pretrained_checkpoint_alone_is_an_audit_of_members(checkpoints, tmp_path, capsys):
+def test_pretrained_checkpoint_alone_is_an_audit_of_members(checkpoints, tmp_path, capsys, monkeypatch):
     out = tmp_path / "eval"
+    monkeypatch.setenv("UNLEARN_RESULTS", str(tmp_path / "results"))  # the default store of every command
     assert main(["evaluate", "--checkpoint", str(checkpoints["pre"]), "--out", str(out), "--no-plots", *FAST]) == 0
     printed = capsys.readouterr().out
     assert "audited as members" in printed and not list(out.glob("*.png"))
-    df = results.load(str(out / "results"))
-    assert len(df) == 4 and df["after_mia_accuracy"].isna().all() and df["before_mia_accuracy"].notna().all()
+    df = results.load(str(tmp_path / "results"))
+    assert len(df) == 4 and df["experiment"].isna().all() and df["after_mia_accuracy"].isna().all() and df["before_mia_accuracy"].notna().all()
 
 
 def test_shadow_threat_model_trains_then_reuses_a_shadow(checkpoints, tmp_path):

@@ -54,19 +54,22 @@ def test_pretrain_forget_retrain_rows(tmp_path, monkeypatch, capsys):
     assert rt["method"] == "retrain" and rt["retrain_time_s"] > 0 and 0 <= rt["retrain_knn_acc"] <= 1
 
 
-def test_no_results_path_no_row_and_bad_input_writes_nothing(tmp_path, monkeypatch, capsys):
+def test_without_results_path_rows_go_to_results_in_the_working_directory_and_bad_input_writes_nothing(
+        tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("UNLEARN_RESULTS", raising=False)
     monkeypatch.chdir(tmp_path)
     base = make_base_checkpoint(tmp_path / "base")
     assert main(["forget", "--checkpoint", str(base), "--epochs", "1", *QUIET, "--out", "fg"]) == 0
-    assert "results row" not in capsys.readouterr().out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "fg"]
+    assert "results row appended to results" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "fg", "results"]
+    assert list(results.load("results")["kind"]) == ["unlearn"]
     assert main(["forget", "--checkpoint", str(base), "--epochs", "1", *QUIET, "--out", "fg2",
                  "--results", "nosuchscheme://bucket/x"]) == 2
     assert "cannot open results path" in capsys.readouterr().err
     assert main(["pretrain", *TINY, "--out", "pre", "--tag", "no-equals-sign"]) == 2
     assert "expects key=value" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "fg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "fg", "results"]
+    assert len(results.load("results")) == 1
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from tests.conftest import tiny_job
 from tests.ledger_fakes import ledger_problems
 from trainables.checkpoint import read_meta
 
-pytest.importorskip("trainables.unlearning.config", reason="needs the unlearning feature (issue 3)")
-pytest.importorskip("trainables.audit.forgetting", reason="needs the evaluation feature (issue 4)")
+pytest.importorskip("trainables.unlearning.config", reason="needs the unlearning feature")
+pytest.importorskip("trainables.audit.forgetting", reason="needs the evaluation feature")
 
 FAST = ["--set", "epochs=2", "--set", "batch_size=32", "--set", "runtime.progress=false",
         "--attack-set", "n_views=4", "--attack-set", "max_fit=60"]

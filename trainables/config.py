@@ -22,8 +22,8 @@ class DataConfig(StrictModel):
     dataset: str = Field("digits", description="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH")
     data_dir: str = Field("~/.cache/unlearn/data", description="where torchvision data sets live")
     download: bool = Field(False, description="let torchvision download missing files")
-    image_size: int = Field(32, ge=8, le=512)
-    split_seed: int = 0
+    image_size: int = Field(32, ge=8, le=512, description="images are resized to this square size")
+    split_seed: int = Field(0, description="seed of the split manifest")
     num_members: int | None = Field(None, ge=1, description="default: 10000, or half the pool when smaller")
     num_nonmembers: int | None = Field(None, ge=2, description="default: 10000, or what remains")
     nonmember_ref_fraction: float = Field(0.5, gt=0, lt=1, description="share of non-members the unlearning may use")
@@ -31,7 +31,7 @@ class DataConfig(StrictModel):
     forget_count: int | None = Field(None, description="number of members to forget (overrides the fraction)")
     forget_ids: list[int] | None = Field(None, description="explicit sample ids to forget (overrides both)")
     shadow_members: int = Field(0, ge=0, description="disjoint members of a shadow model (shadow attacks)")
-    shadow_nonmembers: int = Field(0, ge=0)
+    shadow_nonmembers: int = Field(0, ge=0, description="disjoint non-members of a shadow model")
 
     @model_validator(mode="after")
     def _check_forget(self) -> DataConfig:
@@ -48,20 +48,24 @@ class DataConfig(StrictModel):
 class AugmentConfig(StrictModel):
     """Augmentation strength. 1.0 is the SimCLR CIFAR recipe; near 0 is the weak 'overfit' recipe."""
 
-    strength: float = Field(1.0, ge=0, le=1)
-    hflip: float = Field(0.5, ge=0, le=1)
+    strength: float = Field(1.0, ge=0, le=1, description="1 = the SimCLR CIFAR recipe (crop from 8% area, jitter "
+                                                         "0.4, grayscale 0.2); 0 = flip only")
+    hflip: float = Field(0.5, ge=0, le=1, description="horizontal flip probability")
     backend: Literal["batched", "per_image"] = Field(
         "batched", description="batched: per-sample random tensor ops on the device; per_image: lightly transforms"
     )
 
 
 class ModelConfig(StrictModel):
-    backbone: Literal["small_cnn", "resnet18"] = "small_cnn"
+    backbone: Literal["small_cnn", "resnet18"] = Field(
+        "small_cnn", description="small_cnn (CPU-sized) or resnet18 (CIFAR stem: 3x3 conv, no max-pool)")
     width: int = Field(32, ge=4, le=1024, description="channels of the first small_cnn stage")
-    norm: Literal["batch", "group"] = "batch"
-    proj_dim: int = Field(128, ge=8, le=8192)
-    memory_bank_size: int = Field(4096, ge=0, le=1_000_000, description="MoCo negatives queue (capped at the member count)")
-    temperature: float = Field(0.1, gt=0)
+    norm: Literal["batch", "group"] = Field(
+        "batch", description="BatchNorm or GroupNorm (SyncBatchNorm is never used: it has no double backward)")
+    proj_dim: int = Field(128, ge=8, le=8192, description="output size of the SSL projection head")
+    memory_bank_size: int = Field(4096, ge=0, le=1_000_000,
+                                  description="MoCo negatives queue (capped at the member count)")
+    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (MoCo, SimCLR)")
     momentum: float = Field(0.99, ge=0, lt=1, description="start momentum of MoCo/BYOL targets (cosine to 1)")
     embed_output: Literal["features", "projection", "logits"] | None = Field(
         None, description="what penalties and attacks see; default features for encoders, logits for classifiers"
@@ -69,29 +73,30 @@ class ModelConfig(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    batch_size: int = Field(128, ge=2)
-    epochs: int = Field(20, ge=1)
-    cosine_schedule: bool = False
+    optimizer: Literal["adam", "sgd", "adamw"] = Field("adam", description="the optimiser")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    batch_size: int = Field(128, ge=2, description="images per step (capped at the member count)")
+    epochs: int = Field(20, ge=1, description="pretraining epochs")
+    cosine_schedule: bool = Field(False, description="cosine learning-rate decay over all steps")
 
 
 class EvalConfig(StrictModel):
-    knn_k: int = Field(200, ge=1)
-    knn_temperature: float = Field(0.1, gt=0)
+    knn_k: int = Field(200, ge=1, description="neighbours of the weighted kNN monitor")
+    knn_temperature: float = Field(0.1, gt=0, description="temperature of the kNN vote weights")
     knn_every: int = Field(1, ge=0, description="kNN monitor every N epochs (0: only at the end)")
-    linear_probe: bool = True
+    linear_probe: bool = Field(True, description="a linear probe on the features after the last epoch")
 
 
 class RuntimeConfig(StrictModel):
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
-    num_threads: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    seed: int = Field(0, description="seed of initialisation, shuffling and augmentation")
+    num_threads: int | None = Field(None, ge=1, description="torch threads (default: torch's own choice)")
     amp_bf16: bool = Field(False, description="torch.autocast bf16 on CUDA")
-    channels_last: bool = False
-    progress: bool = True
+    channels_last: bool = Field(False, description="channels-last memory format (faster convolutions on GPUs)")
+    progress: bool = Field(True, description="the progress display: a live bar on a terminal, at most 20 lines "
+                                             "per run in logs; false: none (the history is still in meta.json)")
 
 
 Method = Literal["moco", "simclr", "byol", "supervised"]
@@ -101,7 +106,8 @@ METHODS: tuple[str, ...] = ("moco", "simclr", "byol", "supervised")
 class PretrainJob(StrictModel):
     """One pretraining job: `unlearn pretrain`."""
 
-    method: Method = "simclr"
+    method: Method = Field("simclr", description="moco (v2: momentum encoder, memory-bank NT-Xent), simclr, byol, "
+                                                 "supervised")
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()

@@ -68,14 +68,13 @@ def run(args) -> int:
         return 130
     finally:
         demo.close()
-    print("\n" + "=" * 72)
+    print("=" * 72)
     status = "promoted as the served model" if outcome["promoted"] else "NOT promoted (failed verification)"
     print(f"forget set: {out / 'requests.csv'}; unlearned model {status}: {outcome['model']}")
     print("\n".join(summary_table(demo.results, outcome["model"])))
     times = wall_times(outcome["model"], outcome["retrained"])
     if times:
         print(times)
-    print(f"\nreport: {outcome['report']}  (HTML: {outcome['report'].with_suffix('.html')})")
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {outcome['report'].with_suffix('.html')}")
     return 0
 

@@ -2,7 +2,7 @@
 
 Prints the table, writes ``report.txt``, ``metrics.json``, ``signals.parquet`` (per-sample signals) and the PNGs
 into ``--out`` (created atomically: nothing is left behind on an error), and appends one results row per attack to
-the results store (``--results``, default ``$UNLEARN_RESULTS``, else ``OUT/results``).
+the results store (``--results``, default ``$UNLEARN_RESULTS``, else ``./results``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="membership-inference audit + utility of a checkpoint (tables, Parquet rows, plots)",
         description="Attack the forget set of CHECKPOINT (EncoderMI threshold/vector, confidence and combined "
-                    "attacks; bootstrap 95%% intervals) and, with the same protocol, the original and retrained "
+                    "attacks; bootstrap 95% intervals) and, with the same protocol, the original and retrained "
                     "models; report the gap to retrain, utility and per-sample signals. A pretrained checkpoint is "
                     "audited on its 'forget' split of members. See docs/evaluation.md.",
     )
@@ -33,8 +33,8 @@ def register(sub) -> None:
     p.add_argument("--n-views", type=int, help="augmented views per image (default 10)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 1000)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
-    add_config_args(p)
-    add_results_args(p, default_help="default: $UNLEARN_RESULTS, else OUT/results")
+    add_config_args(p, presets=False, example="attack.n_views=6")
+    add_results_args(p)
     p.set_defaults(func=run)
 
 
@@ -45,16 +45,13 @@ def run(args) -> int:
     from trainables.audit.evaluate import evaluate_checkpoints, format_table
     from trainables.errors import UserError
 
-    if args.preset:
-        raise UserError("evaluate takes no --preset (presets are pretraining recipes); use --config or --set")
     job = load_job(EvaluateJob, config_file=args.config, preset=None, overrides=args.overrides,
                    cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
                                "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
     out = check_out_dir(args.out)
     from orchestrator.results.run_rows import parse_tags, results_path
 
-    named = results_path(args.results)  # a bad URI or an unwritable path fails now, before work
-    results = named or results_path(str(out / "results"))
+    results = results_path(args.results)  # a bad URI fails now, before work
     tags = parse_tags(args.tags)
     if job.runtime.num_threads:
         import torch
@@ -89,23 +86,30 @@ def run(args) -> int:
         from orchestrator.results.store import append
 
         # the rows before OUT is published: a failed append leaves no OUT without its rows (a rerun just works)
-        append(named or str(tmp / "results"), evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
-                                                              plots=[out / p.name for p in plots]))
+        append(results, evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
+                                        plots=[out / p.name for p in plots]))
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(table)
-    print(f"\nwrote {out}/report.txt, metrics.json, signals.parquet"
+    from trainables import console
+
+    print("\n".join(verdict_lines(table, ev)) if console.is_quiet() else table)
+    print(f"{'' if console.is_quiet() else chr(10)}wrote {out}/report.txt, metrics.json, signals.parquet"
           + (", " + ", ".join(p.name for p in plots) if plots else ""))
-    print(f"results rows: {len(ev.job.attack.attacks)} appended to {results}")
+    console.info(f"results rows: {len(ev.job.attack.attacks)} appended to {results}")
     return 0
 
 
 def _logger():
-    import sys
+    from trainables import console
 
-    return lambda msg: print(msg, file=sys.stderr, flush=True)
+    return console.status
+
+
+def verdict_lines(table: str, ev) -> list[str]:
+    """The table's verdicts (quiet mode): per model, the primary attack's accuracy and what it means."""
+    return [line for line in table.splitlines() if line.startswith(tuple(f"{r}: " for r in ev.reports))]
 
 
 def metrics_json(ev) -> dict:

@@ -13,12 +13,12 @@ from orchestrator.run.options import add_ray_args, ray_options_from_args
 from trainables.unlearning.registry import METHODS
 
 
-def add_unlearn_config_args(p) -> None:
+def add_unlearn_config_args(p, *, example: str = "--set b=10 --set form=wgan --set runtime.device=cpu") -> None:
     """--config / --set for an UnlearnJob (flat keys: method, a, b, c, form, lr, epochs, ...; see docs)."""
     p.add_argument("--config", metavar="FILE", help="YAML of UnlearnJob keys (e.g. the best config `unlearn tune` "
                                                     "writes); see docs/unlearning.md")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one key, e.g. --set b=10 --set form=wgan --set runtime.device=cpu (repeatable)")
+                   help=f"override one key, e.g. {example} (repeatable; keys: docs/config.md)")
     p.add_argument("--forget-ids", metavar="IDS|FILE",
                    help="sample ids to forget: a comma list or a file of ids (default: the checkpoint's forget "
                         "split, minus ids it already forgot)")
@@ -30,8 +30,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "forget", help="unlearn samples from a checkpoint (gp, memgp, or a baseline)",
         description="Unlearn the forget set from a checkpoint and write a new verified checkpoint (the input is "
-                    "never modified). Methods: " + ", ".join(METHODS) + ". Prints every loss component per "
-                    "epoch (the gradient-penalty term should fall towards 0) and a before/after summary.",
+                    "never modified). Methods: " + ", ".join(METHODS) + ". Shows every loss component per "
+                    "epoch (the gradient-penalty term should fall towards 0) and prints a before/after summary.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint directory to unlearn from")
     p.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default: memgp)")
@@ -41,11 +41,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_unlearn_job(args, **cli_values):
+def load_unlearn_job(args, *, allowed: tuple[str, ...] | None = None, **cli_values):
     from orchestrator.config import load_job
     from trainables.unlearning.config import UnlearnJob
 
-    return load_job(UnlearnJob, config_file=args.config, overrides=args.overrides, cli_values=cli_values)
+    return load_job(UnlearnJob, config_file=args.config, overrides=args.overrides, cli_values=cli_values,
+                    command=f"unlearn {args.command}", allowed=allowed)
 
 
 def forget_ids_arg(args):

@@ -11,6 +11,8 @@ def register(sub) -> None:
                                    "tampered or corrupt) and print what it is.")
     p.add_argument("checkpoint", help="checkpoint directory")
     p.add_argument("--json", action="store_true", help="print the whole meta.json")
+    p.add_argument("--history", action="store_true", help="print every epoch's metrics of the run that wrote it "
+                                                          "(one line per epoch, also when progress lines were off)")
     p.set_defaults(func=run)
 
 
@@ -21,6 +23,16 @@ def run(args) -> int:
     meta = verify_checkpoint(args.checkpoint)
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))
+        return 0
+    if args.history:
+        from trainables.loops.progress import format_metrics, throughput
+
+        history = meta.get("history") or []
+        for metrics in history:
+            print(f"epoch {metrics.get('epoch', '?')} {format_metrics(metrics)}  {throughput(metrics)}".rstrip())
+        from pathlib import Path
+
+        print(f"{len(history)} epoch(s) in {Path(args.checkpoint) / 'meta.json'}")
         return 0
     print(f"checkpoint   {args.checkpoint}  (verified: sha256 matches)")
     for key in ("kind", "method", "backbone", "dataset", "split_seed", "created_at", "parent"):

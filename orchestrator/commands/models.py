@@ -70,7 +70,9 @@ def run_register(args) -> int:
         raise
     state = "current" if row["is_current"] else "registered (not current)"
     print(f"model version {version}: {row['uri']} ({state}{'' if added else ', already registered'})")
-    print(f"ledger: {path}")
+    from trainables import console
+
+    console.info(f"ledger: {path}")
     return 0
 
 

@@ -13,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "pretrain", help="pretrain an encoder or classifier and write a checkpoint",
         description="Pretrain a model on the members of a data set and write a verified checkpoint directory "
-                    "(model.pt, meta.json, splits.parquet). Prints per-epoch loss and kNN accuracy.",
+                    "(model.pt, meta.json, splits.parquet). Shows the loss and kNN accuracy per epoch (afterwards: "
+                    "`unlearn inspect OUT --history`).",
     )
     p.add_argument("--method", choices=["moco", "simclr", "byol", "supervised"], help="default: simclr")
     p.add_argument("--dataset", help="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH")
@@ -49,7 +50,7 @@ def run(args) -> int:
     acc = metrics.get("knn_acc")
     print(f"checkpoint: {out}")
     if acc is not None:
-        print(f"kNN accuracy (held-out non-members): {acc:.4f}"
+        print(f"kNN accuracy (held-out non-members vs the members): {acc:.4f}"
               + (f", linear probe: {metrics['linear_acc']:.4f}" if "linear_acc" in metrics else ""))
     append_from_args(args, out, results, wall_time_s=wall)
     return 0

@@ -1,7 +1,7 @@
 """`unlearn report`: the verdict, the targets, the evaluation plots and the paper's tables from the results store,
 as Markdown and one self-contained HTML file (optionally a PDF of it).
 
-    unlearn report --results runs/results --out runs/report [--pdf]
+    unlearn report --results runs/results --out runs/report --pdf
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ def register(sub) -> None:
                                    "OUT/report.md and OUT/report.html (one self-contained file: figures embedded; "
                                    "also in OUT/figures). Mean ± sd over "
                                    "seeds. See docs/report.md.")
-    p.add_argument("--results", help="results store path or URI (default: $UNLEARN_RESULTS)")
+    from orchestrator.results.run_rows import RESULTS_DEFAULT_HELP
+
+    p.add_argument("--results", metavar="PATH|URI", help=f"results store path or URI ({RESULTS_DEFAULT_HELP})")
     p.add_argument("--out", required=True, help="report directory (a previous report there is replaced)")
     p.add_argument("--title", default="Unlearning report")
     p.add_argument("--pdf", action="store_true",
@@ -30,8 +32,6 @@ def run(args) -> int:
     from trainables.errors import UserError
 
     results = results_path(args.results, write=False)  # only read
-    if not results:
-        raise UserError("name the results store: --results PATH (or set UNLEARN_RESULTS)")
     if args.pdf:
         from orchestrator.report.render import find_browser
 

@@ -70,7 +70,6 @@ def register(sub) -> None:
 def run_add(args) -> int:
     from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
-    from orchestrator.ledger.safe_text import printable
     from orchestrator.ledger.versions import intake_members, require_current
     from trainables.errors import UserError
 
@@ -87,8 +86,10 @@ def run_add(args) -> int:
         check_members(new, intake_members(ledger, require_current(ledger)))  # the ledger's copy of the members
         result = ledger.add_requests(new, check=reject_forgotten)
     added = [rid for rid, ok in result if ok]
+    from trainables import console
+
     for rid, ok in result:
-        print(f"{printable(rid)}  {'added (pending)' if ok else 'already recorded, skipped'}")
+        console.info(f"{rid}  {'added (pending)' if ok else 'already recorded, skipped'}")
     print(f"{len(added)} request(s) added, {len(result) - len(added)} already present")
     return 0
 

@@ -13,6 +13,8 @@ from orchestrator.commands.forget import (
     print_summary,
 )
 
+RETRAIN_KEYS = ("retrain_epochs", "runtime")  # the rest is the parent checkpoint's own recipe
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="the parent checkpoint (its recipe and splits)")
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
-    add_unlearn_config_args(p)
+    add_unlearn_config_args(p, example="--set retrain_epochs=50 --set runtime.num_threads=2")
     p.set_defaults(func=run)
 
 
@@ -37,10 +39,10 @@ def run(args) -> int:
     results = results_path(args.results)  # checked before any work
     parse_tags(args.tags)
     options = ray_options_from_args(args)
-    job = load_unlearn_job(args, method="retrain")
+    job = load_unlearn_job(args, method="retrain", allowed=RETRAIN_KEYS)
     from orchestrator.results.finished_runs import finished_unlearning
 
-    if results and finished_unlearning(args.out, job, args.checkpoint, forget_ids_arg(args)):  # the row was lost
+    if finished_unlearning(args.out, job, args.checkpoint, forget_ids_arg(args)):  # its results row was lost
         rerun_note(args.out)
         append_from_args(args, args.out, results)
         return 0

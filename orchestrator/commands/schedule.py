@@ -50,7 +50,7 @@ def register(sub) -> None:
     ops.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     ops.add_argument("--executor", default="ray", help="ray, or MODULE:CALLABLE for a custom executor")
     ops.add_argument("--results", metavar="PATH|URI", help="append a scheduled-batch row per promoted or failed "
-                                                           "batch (default: $UNLEARN_RESULTS, else none)")
+                                                           "batch (default: $UNLEARN_RESULTS, else ./results)")
     ops.add_argument("--keep-failed", type=int, default=3, metavar="N",
                      help="keep the candidate checkpoints and Ray Train run directories of the newest N failed "
                           "batches; older ones are deleted at the end of each run (default 3; the ledger keeps "
@@ -116,10 +116,11 @@ def run(args) -> int:
                            models_dir=Path(args.models_dir) if args.models_dir else None,
                            lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
                            verify=verify, results=results)
-    storage = args.storage or str(path.parent.resolve() / "ray_runs")
-    opts.storage, opts.keep_failed = storage, args.keep_failed
-    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu, storage_path=storage)
-    scheduler = Scheduler(path, executor, opts, log=lambda line: print(line, flush=True))
+    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
+                             storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
+    from trainables import console
+
+    scheduler = Scheduler(path, executor, opts, log=console.info)
     try:
         outcome = scheduler.plan() if args.dry_run else scheduler.run()
     except (LeaseHeld, LeaseLost) as exc:  # LeaseLost: this run was presumed dead and another one took over

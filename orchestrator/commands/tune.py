@@ -42,7 +42,7 @@ def register(sub) -> None:
                    help="the accuracy the cap applies to (auto: kNN for encoders, test accuracy for classifiers)")
     p.add_argument("--retrained", metavar="DIR", help="the model retrained without the forget set (reference)")
     p.add_argument("--results", metavar="PATH|URI",
-                   help="results store, one row per trial (default: $UNLEARN_RESULTS, else OUT/results)")
+                   help="results store, one row per trial (default: $UNLEARN_RESULTS, else ./results)")
     p.add_argument("--out", required=True, metavar="DIR", help="where best.yaml, summary.json and the search "
                                                               "state go (new, or the search to --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -72,7 +72,6 @@ def register(sub) -> None:
 
 
 def settings_from_args(args):
-    from pathlib import Path
 
     from orchestrator.config import parse_overrides
     from orchestrator.results.run_rows import results_path
@@ -83,7 +82,7 @@ def settings_from_args(args):
     attack = {"bootstrap": 0, **parse_overrides(args.attack_overrides)}
     return SearchSettings(
         checkpoint=args.checkpoint, space=args.space, samples=args.samples, out=args.out,
-        results=results_path(args.results) or str(Path(args.out) / "results"),
+        results=results_path(args.results),
         objective=args.objective, cap=args.cap, accuracy=args.accuracy, retrained=args.retrained,
         overrides=tuple(args.overrides), attack=attack, forget_ids=tuple(forget_ids) if forget_ids else None,
         asha=args.asha, grace_period=args.grace_period, seed=args.seed, resume=args.resume, storage=args.storage,
@@ -101,7 +100,10 @@ def run(args) -> int:
     outcome = run_search(settings)
     finished, feasible = outcome.finished, outcome.feasible
     print(f"search {outcome.name}: {len(finished)}/{outcome.samples} trials finished, {len(feasible)} feasible")
-    print(f"results: {settings.results} (kind tune-trial, experiment {outcome.name}); summary: {outcome.summary_path}")
+    from trainables import console
+
+    console.info(f"results: {settings.results} (kind tune-trial, experiment {outcome.name}); summary: "
+                 f"{outcome.summary_path}")
     if outcome.interrupted:
         print("interrupted: resume with the same command plus --resume (finished trials are not re-run)",
               file=sys.stderr)
@@ -112,9 +114,15 @@ def run(args) -> int:
               + (f" or failed ({errors} diverged/errored)" if errors else "")
               + "; raise --cap, narrow the space (e.g. lower learning rates), or add --samples", file=sys.stderr)
         return EXIT_NO_FEASIBLE
+    from orchestrator.tune.trial_lines import flat_items, format_value
+
     r = outcome.best.result
     print(f"best feasible trial {outcome.best.trial_id}: objective {r['objective']:.4f}, attack accuracy "
           f"{r.get('mia_accuracy', float('nan')):.4f}, accuracy drop {r.get('accuracy_drop', float('nan')):.4f}")
+    if console.is_quiet():
+        print(f"best config: {outcome.best_config_path} ("
+              + " ".join(f"{k}={format_value(v)}" for k, v in flat_items(outcome.best_config)) + ")")
+        return 0
     for key, value in outcome.best_config.items():
         print(f"  {key:<20} {value}")
     print(f"best config: {outcome.best_config_path}")

@@ -1,4 +1,4 @@
-"""The reproduction's targets (issue 9), marked met / missed from the results store, for BENCHMARKS.md and the
+"""The reproduction's targets, marked met / missed from the results store, for BENCHMARKS.md and the
 report. Per dataset, model, method and experiment (main / tuned / supervised rows of the penalty methods; mean over
 seeds):
 

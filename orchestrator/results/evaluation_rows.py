@@ -52,7 +52,7 @@ def run_hyperparameters(meta: dict[str, Any], attack: dict[str, Any] | None = No
 
 def evaluation_rows(ev, out: Path, *, experiment: str | None = None, plots: list[Path] | None = None,
                     extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per attack. ``experiment`` (default: the output directory) tags the rows for the report;
+    """One row per attack. ``experiment`` (default: none, as for every job: a main result) tags the rows for the report;
     ``plots`` (the written PNGs) are recorded in ``extra_json.plots`` so the report can show them."""
     main = ev.checkpoints[ev.main_role]
     meta = main.meta
@@ -76,7 +76,7 @@ def evaluation_rows(ev, out: Path, *, experiment: str | None = None, plots: list
             parent_uri=(meta.get("parent") or {}).get("path"), original_uri=uri("original"),
             retrained_uri=uri("retrained"), eval_time_s=ev.wall_time_s,
             wall_time_s=float(meta["wall_time_s"]) if isinstance(meta.get("wall_time_s"), (int, float)) else None,
-            batch_id=meta.get("batch_id"), experiment=experiment or str(out),
+            batch_id=meta.get("batch_id"), experiment=experiment,
             hyperparameters=run_hyperparameters(meta, ev.job.attack.model_dump(mode="json")),
             metrics=metrics, extra={"verdict": verdict(*acc), "primary": attack == ev.primary,
                                     "role": ev.main_role, "pretrain_config": ev.pretrain_config,

@@ -18,11 +18,11 @@ def _verified_meta(out: str | Path) -> dict[str, Any] | None:
     from trainables.checkpoint import META, verify_checkpoint
     from trainables.errors import UserError
 
-    if not (Path(out) / META).is_file():
-        return None
     try:
+        if not (Path(out) / META).is_file():
+            return None
         return verify_checkpoint(out)
-    except UserError:
+    except (UserError, OSError):  # no checkpoint there (or an unusable path, which the job's own checks report)
         return None
 
 

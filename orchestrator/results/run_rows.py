@@ -6,8 +6,8 @@ Stages (``orchestrator/results/store.py``): a pretrained model's metrics are ``b
 unlearned model's are ``after_*`` (with the kNN monitor taken just before unlearning as ``before_*``), a retrained
 model's are ``retrain_*``. Every numeric value of the last epoch goes to ``metrics_json``; the loss components too.
 
-The results path: ``--results PATH`` on the command line, else ``$UNLEARN_RESULTS``, else no row is written
-(:func:`results_path`). ``--experiment TAG`` and ``--tag KEY=VALUE`` label the row for the report (docs/results.md).
+The results path, the same for every command: ``--results PATH`` on the command line, else ``$UNLEARN_RESULTS``,
+else ``results`` in the current directory (:func:`results_path`). ``--experiment TAG`` and ``--tag KEY=VALUE`` label the row for the report (docs/results.md).
 
 Example:
     >>> path = results_path(args.results)          # validated before the job starts
@@ -23,11 +23,13 @@ from typing import Any
 from trainables.errors import UserError
 
 RESULTS_ENV = "UNLEARN_RESULTS"
+DEFAULT_RESULTS = "results"  # when neither --results nor $UNLEARN_RESULTS says otherwise
+RESULTS_DEFAULT_HELP = "default: $UNLEARN_RESULTS, else ./results"
 STAGE_OF_KIND = {"pretrain": "before", "unlearn": "after", "retrain": "retrain"}
 _NOT_METRICS = ("epoch",)
 
 
-def add_results_args(p, *, default_help: str = "default: $UNLEARN_RESULTS, else no row") -> None:
+def add_results_args(p, *, default_help: str = RESULTS_DEFAULT_HELP) -> None:
     """``--results``, ``--experiment`` and ``--tag`` for a command that appends rows (cheap: no heavy imports)."""
     g = p.add_argument_group("results store (docs/results.md)")
     g.add_argument("--results", metavar="PATH|URI", help=f"append this run's row to a results store ({default_help})")
@@ -38,14 +40,14 @@ def add_results_args(p, *, default_help: str = "default: $UNLEARN_RESULTS, else 
                         "--tag ablation='{terms: a+b, equation: eq3}' (repeatable)")
 
 
-def results_path(arg: str | None, *, write: bool = True) -> str | None:
-    """``--results`` if given, else ``$UNLEARN_RESULTS``, else None. A path whose filesystem cannot be opened
-    (unknown URI scheme, missing credentials library), a local path that is a file, or (``write``) one this process
-    cannot write is a UserError now, before any work."""
+def results_path(arg: str | None, *, write: bool = True) -> str:
+    """``--results`` if given, else ``$UNLEARN_RESULTS``, else ``./results``. A path whose filesystem cannot be
+    opened (unknown URI scheme, missing credentials library), a local path that is a file, or (``write``) one this
+    process cannot write is a UserError now, before any work."""
     from orchestrator.outputs import check_writable_dir
     from orchestrator.results.store import filesystem
 
-    path = arg or os.environ.get(RESULTS_ENV) or None
+    path = arg or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS
     if path:
         filesystem(path)
         if "://" not in path:
@@ -126,10 +128,11 @@ def append_from_args(args, checkpoint: str | Path, results: str | None, *, summa
     if not results:
         return
     from orchestrator.results.finished_runs import row_recorded
+    from trainables import console
 
     try:
         if row_recorded(results, checkpoint):
-            print(f"results row of {checkpoint} already in {results}")
+            console.info(f"results row of {checkpoint} already in {results}")
             return
         append_job_row(results, checkpoint, summary=summary, experiment=args.experiment,
                        extra=parse_tags(args.tags), wall_time_s=wall_time_s)
@@ -137,7 +140,7 @@ def append_from_args(args, checkpoint: str | Path, results: str | None, *, summa
         raise UserError(f"the checkpoint {checkpoint} is complete and kept, but its results row was not written to "
                         f"{results} ({exc}); fix the results store and rerun the same command: it appends the row "
                         f"without training again") from None
-    print(f"results row appended to {results}")
+    console.info(f"results row appended to {results}")
 
 
 def rerun_note(out) -> None:

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +33,9 @@ _SET_BY_SAVE = ("format_version", "created_at", "model_spec", "packages", "sha25
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    from trainables import console
+
+    console.note(message)  # which run, resumed or new, how to resume: worth a line in a job's log
 
 
 def run_pretrain_distributed(job, out: str | Path, workers: int = 1, use_gpu: bool = False,
@@ -102,7 +103,11 @@ def connect_ray(address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     # ERROR: keep Ray's own INFO/WARNING chatter (per-report lines, state-API warnings without a dashboard) out of
     # the console; the workers' per-epoch lines are plain prints and still reach it.
-    kwargs: dict[str, Any] = {"log_to_driver": True, "logging_config": ray.LoggingConfig(log_level="ERROR")}
+    from trainables import console
+
+    kwargs: dict[str, Any] = {"log_to_driver": True, "logging_config": ray.LoggingConfig(
+        log_level="WARNING" if console.is_verbose() else "ERROR")}
+    console.status(f"joining the Ray cluster at {address} ..." if address else "starting a local Ray instance ...")
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -116,6 +121,12 @@ def connect_ray(address: str | None) -> bool:
     return address is None
 
 
+def console_settings() -> dict[str, str]:
+    from trainables import console
+
+    return console.snapshot()
+
+
 def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -124,7 +135,8 @@ def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
 
     resources = {"CPU": options.cpus_per_worker, **({"GPU": 1} if options.use_gpu else {})}
     run = WorkerRun(plan.storage, plan.name, options.checkpoint_every, os.getcwd(),
-                    threads=max(1, int(options.cpus_per_worker)), inject_fault=options.inject_fault)
+                    threads=max(1, int(options.cpus_per_worker)), inject_fault=options.inject_fault,
+                    console=console_settings())
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config={"task": task, "run": run},

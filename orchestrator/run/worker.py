@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class WorkerRun:
     cwd: str                               # the driver's working directory (relative data paths)
     threads: int = 1                       # torch threads unless runtime.num_threads says otherwise
     inject_fault: FaultInjection | None = None
+    console: dict[str, str] = field(default_factory=dict)  # the driver's -q / -v / progress settings
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -60,6 +61,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     started_at = time.time()
     task: TrainTask = config["task"]
     run: WorkerRun = config["run"]
+    os.environ.update(run.console)  # workers of a joined cluster do not inherit the driver's environment
     # Ray Train logs every report at INFO through a root-level logger: keep the console to our per-epoch lines.
     logging.getLogger().setLevel(logging.WARNING)
     previous_error = run.storage.read_text(run.storage.join(run.run_name, USER_ERROR))

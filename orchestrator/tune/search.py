@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -145,10 +144,11 @@ def check_settings(settings: SearchSettings) -> tuple[SearchSpace, Path]:
 
 def run_search(settings: SearchSettings, log=None) -> SearchOutcome:
     """Run (or resume) a search; returns its trials, the best feasible one and where everything was written."""
+    from trainables import console
     from trainables.checkpoint import read_meta
     from trainables.tuning.base import prepare_search_base
 
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    log = log or console.status
     space, out = check_settings(settings)
     if not settings.gpu and "runtime.device" not in space.fixed:
         space = space.with_runtime(device="cpu")  # trials hold no GPU: never touch one
@@ -174,7 +174,8 @@ def run_search(settings: SearchSettings, log=None) -> SearchOutcome:
         _check_experiment(state, resume=settings.resume)
         log(space.summary())
         log(f"{settings.samples} trials, objective {scoring.objective} (minimised), feasible when "
-            f"{scoring.accuracy} drops by <= {scoring.cap:g}; {plan.describe()}")
+            f"{scoring.accuracy} drops by <= {scoring.cap:g}; {plan.describe()}; Tune experiment: "
+            f"{state['storage'].rstrip('/')}/{state['name']}")
         out.mkdir(parents=True, exist_ok=True)
         if not settings.resume:
             _write_json(out / STATE_FILE, state)
@@ -274,26 +275,20 @@ def _new_tuner(settings: SearchSettings, space: SearchSpace, base, state, plan: 
         scheduler = tune.schedulers.ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
                                                   grace_period=min(settings.grace_period, max_epochs),
                                                   reduction_factor=2)
-    callbacks = [] if settings.interrupt_after is None else [InterruptAfter(settings.interrupt_after, settings.out)]
+    from orchestrator.tune.trial_lines import TrialLines
+
+    callbacks = [TrialLines(space, base.scoring.accuracy, settings.samples)]  # one line per trial, no table
+    if settings.interrupt_after is not None:
+        callbacks.append(InterruptAfter(settings.interrupt_after, settings.out))
     return tune.Tuner(
         trainable, param_space=space.tune_space(),
         tune_config=tune.TuneConfig(metric="objective", mode="min", search_alg=searcher, scheduler=scheduler,
                                     num_samples=settings.samples, max_concurrent_trials=plan.max_concurrent,
                                     reuse_actors=settings.workers <= 1),
         run_config=tune.RunConfig(name=state["name"], **storage.ray_storage_kwargs(), callbacks=callbacks,
-                                  progress_reporter=_reporter(space, base), verbose=1,
+                                  verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-
-
-def _reporter(space: SearchSpace, base):
-    from ray import tune
-
-    metrics = {"objective": "objective", "mia_accuracy": "attack acc", base.scoring.accuracy: base.scoring.accuracy,
-               "accuracy_drop": "acc drop", "feasible": "feasible", "epochs_run": "epochs run"}
-    params = {name: name for name in space.tune_space()}
-    return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=15,
-                            sort_by_metric=True, max_progress_rows=12)
 
 
 def _short_hash(text: str) -> str:

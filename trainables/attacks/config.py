@@ -41,8 +41,8 @@ class AttackConfig(StrictModel):
     loss_negatives: int = Field(256, ge=0, description="encoders: fixed negative bank (nonmember_ref); 0: 1 - cosine")
     max_fit: int | None = Field(None, ge=2, description="cap on attack fitting samples per class (speed)")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0: none)")
-    batch_size: int = Field(256, ge=1)
-    seed: int = 0
+    batch_size: int = Field(256, ge=1, description="images per forward pass while querying")
+    seed: int = Field(0, description="seed of the views, the attack fits and the bootstrap")
 
     @field_validator("attacks")
     @classmethod
@@ -68,6 +68,6 @@ class EvaluateJob(StrictModel):
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     utility: bool = Field(True, description="kNN / linear probe (encoders) or RA/UA/TA (classifiers)")
-    plots: bool = True
     paper_figures: bool = Field(False, description="also the paper's 3-D scatters (Figs. 3, 6) and a linear ROC")
+    plots: bool = Field(True, description="write the PNGs (ROC, histograms, t-SNE, loss history)")
     tsne_samples: int = Field(250, ge=10, description="members and non-members each in the t-SNE plot")

@@ -26,7 +26,7 @@ from trainables.attacks.protocol import attack_sets
 from trainables.audit.forgetting import ModelReport, evaluate_models
 from trainables.audit.metrics import verdict
 from trainables.checkpoint import Checkpoint, load_checkpoint, read_meta
-from trainables.config import DataConfig, PretrainJob
+from trainables.config import DataConfig, EvalConfig, PretrainJob
 from trainables.data.sources import ImageSource
 from trainables.data.splits import Splits
 from trainables.errors import UserError
@@ -216,7 +216,8 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
     precomputed = {r: rep for r, rep in (precomputed or {}).items() if r in order and r != main}
     models = {r: checkpoints[r].model.to(device) for r in order if r not in precomputed}
     fresh = evaluate_models(models, source, splits, forget, config=job.attack, model_config=config,
-                            shadow_model=shadow_model, utility=job.utility, eval_cfg=job.eval, device=device,
+                            shadow_model=shadow_model, utility=job.utility, eval_cfg=utility_config(job, config),
+                            device=device,
                             log=log)
     sets = next(iter(fresh.values())).sets
     for role, rep in precomputed.items():
@@ -232,6 +233,14 @@ def evaluate_checkpoints(paths: dict[str, str | Path | None], job: EvaluateJob, 
 
 def _fmt(v: float, lo: float, hi: float) -> str:
     return f"{v:.3f} [{lo:.2f},{hi:.2f}]" if np.isfinite(lo) else f"{v:.3f}"
+
+
+def utility_config(job, pretrain_config: dict) -> EvalConfig:
+    """The kNN / probe settings of the utility: ``eval.*`` when the evaluation sets them, else the model's own
+    pretraining settings, so that "knn_acc" of a model means one thing in its checkpoint and in its audit."""
+    if "eval" in job.model_fields_set:
+        return job.eval
+    return EvalConfig.model_validate(pretrain_config.get("eval") or {})
 
 
 def format_table(ev: Evaluation) -> str:

@@ -91,6 +91,9 @@ def evaluate_models(models: Mapping[str, Any], source: ImageSource, splits: Spli
     reports = {}
     for role, model in models.items():
         t0 = time.perf_counter()
+        if log is not None:
+            log(f"auditing the {role} model: {config.n_views} views per image, fitting {len(config.attacks)} "
+                f"attacks ...")
         results, signals = run_attacks(model, source, sets, query, config, fitted=fitted)
         util = {}
         if utility:

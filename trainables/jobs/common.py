@@ -14,6 +14,9 @@ from trainables.models import UnlearnableModel, build_model
 
 def load_data(data_cfg, splits: Splits | None = None) -> tuple[ImageSource, Splits]:
     """The data set and its split manifest (derived from the seed unless given, e.g. from a checkpoint)."""
+    from trainables import console
+
+    console.status(f"loading the {data_cfg.dataset} data ...")
     source = load_source(data_cfg.dataset, data_dir=data_cfg.data_dir, download=data_cfg.download,
                          image_size=data_cfg.image_size)
     return source, splits if splits is not None else make_splits(source, data_cfg)

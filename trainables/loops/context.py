@@ -37,19 +37,30 @@ class LoopContext:
     resume: dict[str, Any] | None = None  # a train_state saved by a previous attempt
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
+    display: Any = field(default=None, init=False, repr=False)  # the run's RunProgress, made by batches()
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def batches(self, loader, *, epoch: int, epochs: int, label: str = ""):
+        """The loader of one epoch, driving the run's progress display (one per run, made at its first epoch)."""
+        from trainables.loops.progress import RunProgress
+
+        if self.display is None or self.display.epochs != epochs:
+            self.display = RunProgress(label, epochs=epochs, steps_per_epoch=max(len(loader), 1), start_epoch=epoch,
+                                       enabled=self.progress and self.is_main, log=self.log)
+        return self.display.batches(loader, epoch)
+
     def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, Any], history: list[dict[str, Any]],
                   train_state: Callable[[], dict[str, Any]], label: str = "") -> None:
-        """Record an epoch's metrics, print its line (main rank), and hand it to the runner's hook."""
-        from trainables.loops.progress import format_metrics
-
+        """Record an epoch's metrics, show them (main rank, within the progress budget), and hand them to the
+        runner's hook."""
         history.append(metrics)
-        if self.is_main:
-            self.log(f"{label}epoch {epoch + 1}/{epochs} {format_metrics(metrics)}")
+        if self.display is not None:
+            self.display.end_epoch(epoch, metrics)
+            if epoch + 1 >= epochs:
+                self.display = None  # a next run with this context gets its own display
         if self.on_epoch_end is not None:
             self.on_epoch_end(epoch, metrics, train_state)
 

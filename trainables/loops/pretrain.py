@@ -27,7 +27,6 @@ from trainables.loops.context import (
     place_model,
     set_loader_epoch,
 )
-from trainables.loops.progress import batches
 from trainables.models.base import unwrap
 from trainables.utility.measure import encoder_utility
 
@@ -77,7 +76,7 @@ def pretrain(job, model, source, splits, ctx: LoopContext | None = None, *, trai
         set_loader_epoch(loader, job.runtime.seed, epoch)
         model.train()
         total, count = 0.0, 0
-        for images, labels, _ in batches(loader, epoch=epoch, epochs=epochs, enabled=ctx.progress and ctx.is_main):
+        for images, labels, _ in ctx.batches(loader, epoch=epoch, epochs=epochs, label=f"{job.method} "):
             batch_views = views(images, device, n_views, non_blocking=True)
             if job.runtime.channels_last:
                 batch_views = [v.contiguous(memory_format=torch.channels_last) for v in batch_views]

@@ -3,7 +3,7 @@
 ``autograd.grad(outputs=model(x), inputs=x, grad_outputs=ones, create_graph=True)`` as in the paper's Algorithms 1
 and 2: ``ones`` sums the output dimensions, so sample i's gradient is d(sum_j f_j(x_i)) / d x_i. ``create_graph``
 keeps the graph so that the penalty itself can be minimised (double backward). Under DDP this is the pattern that
-works: an ``autograd.grad`` on the inputs, then ONE ordinary ``loss.backward()`` per step (the pattern PyTorch's maintainers recommend under DDP);
+works: an ``autograd.grad`` on the inputs, then ONE ordinary ``loss.backward()`` per step (what works under DDP);
 never ``backward(create_graph=True)``.
 
 With BatchNorm in train mode the output of sample i depends on the whole batch, so "per-sample" gradients carry

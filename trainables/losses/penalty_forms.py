@@ -4,7 +4,7 @@
 - ``squared``: mean(||g||^2)         Algorithm 1 line 15: pulls norms towards 0.
 - ``linear``:  mean(||g|| - 1)       Algorithm 2 line 13 (``norm - 1^2``): pulls norms towards 0, constant slope.
 
-Default ``squared``: on the real-CIFAR prototype (docs/unlearning.md) Eq. 3 with a=0, b=1 and the squared form
+Default ``squared``: on a real-CIFAR prototype (docs/unlearning.md) Eq. 3 with a=0, b=1 and the squared form
 brought the forget set's attack accuracy to chance, and it is smooth at 0, unlike ``linear``.
 
 Example:

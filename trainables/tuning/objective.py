@@ -3,7 +3,7 @@
 Objectives (all minimised, all in [0, 1], so :data:`WORST` marks a diverged trial):
 
 - ``mia_distance`` (default): ``|mia_accuracy - 0.5|``. An attack far *below* chance also separates members from
-  non-members (unlearning evaluations agree, e.g. the NeurIPS 2023 unlearning challenge), so the target is 0.5, not 0.
+  non-members (unlearning evaluations agree, e.g. the NeurIPS 2023 unlearning challenge's metric), so the target is 0.5, not 0.
 - ``mia_accuracy``: the primary attack's accuracy on the forget set vs non-members (the paper's stated goal).
 - ``gap_to_retrain``: the mean absolute difference to the model retrained without the forget set, over
   ``mia_accuracy``, ``mia_auc`` and the accuracy metric (needs the retrained model's metrics).

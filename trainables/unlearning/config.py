@@ -1,7 +1,7 @@
 """``UnlearnJob``: one unlearning run (``unlearn forget``), a FLAT set of keys so that a YAML file of them (what
 ``unlearn tune`` writes as its best config) can be passed as ``--config``.
 
-Keys (defaults follow the paper where it says, and the CIFAR prototype measured in docs/unlearning.md where it does not):
+Keys (defaults follow the paper where it says, and a measured CIFAR prototype (docs/unlearning.md) where it does not):
 
     method            one of trainables/unlearning/registry.py's METHODS (gp, memgp, retrain, baselines)
     a, b, c           weights of L_train, the gradient penalty, L_Norm (Eq. 2; Eq. 3 has no c). Default a=1, b=1,
@@ -47,14 +47,18 @@ class UnlearnJob(StrictModel):
     penalty_on_augmented: bool = Field(False, description="penalise augmented views instead of clean images")
     epochs: int = Field(10, ge=1, description="unlearning epochs (paper: 10)")
     retrain_epochs: int | None = Field(None, ge=1, description="retrain only; default: the parent's recipe")
-    lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(1e-3, gt=0, description="learning rate of the unlearning")
+    optimizer: Literal["adam", "sgd", "adamw"] = Field("adam", description="the optimiser")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     batch_size: int = Field(128, ge=1, description="forget-set batch (retain batch for retain-only methods)")
     retain_batch_size: int | None = Field(None, ge=2, description="default: batch_size")
-    embed_output: Literal["features", "projection", "logits"] | None = None
-    model_mode: Literal["auto", "train", "eval"] = "auto"
+    embed_output: Literal["features", "projection", "logits"] | None = Field(
+        None, description="what the penalty sees; default: the checkpoint's own setting (features for encoders, "
+                          "logits for classifiers)")
+    model_mode: Literal["auto", "train", "eval"] = Field(
+        "auto", description="auto: eval for gp/memgp (BatchNorm keeps its running statistics, the penalty is "
+                            "exactly per sample), train for the training-style baselines")
     ascent_weight: float = Field(0.1, ge=0, description="neggrad_plus: weight of the ascent on the forget set")
     l1_weight: float = Field(5e-4, ge=0, description="l1_sparse: initial l1 coefficient (linear decay to 0)")
     alignment_weight: float = Field(1.0, ge=0, description="alignment_calibration: forget-view agreement weight")
@@ -62,7 +66,7 @@ class UnlearnJob(StrictModel):
                                                          "target at the end (else the target keeps the forget set)")
     explode_limit: float = Field(1e6, gt=0, description="a loss term above this stops the run")
     monitor: bool = Field(True, description="kNN accuracy of nonmember_eval against retain after the last epoch")
-    runtime: RuntimeConfig = RuntimeConfig()
+    runtime: RuntimeConfig = Field(RuntimeConfig(), description="device, seed, threads, amp, progress")
 
     @field_validator("method")
     @classmethod

@@ -37,7 +37,6 @@ from trainables.loops.context import (
     place_model,
     set_loader_epoch,
 )
-from trainables.loops.progress import batches
 from trainables.models.base import unwrap
 from trainables.unlearning.registry import MethodInfo
 from trainables.unlearning.step_data import StepData, StreamDrawer
@@ -144,8 +143,8 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
             model.train(not job.eval_mode)
             sums: dict[str, float] = {}
             count = 0
-            for images, labels, sample_ids in batches(loader, epoch=epoch, epochs=epochs, enabled=ctx.progress and ctx.is_main,
-                                             desc=job.method):
+            for images, labels, sample_ids in ctx.batches(loader, epoch=epoch, epochs=epochs,
+                                                          label=f"{job.method} "):
                 data = StepData(images, labels, sample_ids, device, views, drawers, job.runtime.channels_last,
                                 progress=step / max(total_steps, 1), seed=job.runtime.seed)
                 with autocast(job.runtime, device):
