@@ -8,6 +8,7 @@ concurrent writers queue instead of failing and a killed process leaves the last
                     its batch fails, and ``failed`` once retry_count reaches the escalation limit)
     batches         batched -> trained -> verified -> done      (or failed, or rolled_back)
     model_versions  version, parent, batch_id, uri, sha256, forgotten_ids, metrics; exactly one is_current
+    reference_sets  per model version: K reference models (uri, sha256 of their manifest, k, seed) for LiRA
     locks           the scheduler lease (see :mod:`orchestrator.lease`)
     events          an append-only audit trail of every transition
 
@@ -122,8 +123,24 @@ def _create_v1(conn: sqlite3.Connection) -> None:
                  (uuid.uuid4().hex, utc_now()))
 
 
+def _add_reference_sets(conn: sqlite3.Connection) -> None:
+    """Reference sets of model versions (the LiRA references, :mod:`orchestrator.reference_sets`). Idempotent, so
+    it may run at any position of :data:`MIGRATIONS`."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS reference_sets (
+        set_id INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL REFERENCES model_versions(version),
+        uri TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        k INTEGER NOT NULL CHECK (k >= 2),
+        seed INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    )""")
+    conn.execute("CREATE INDEX IF NOT EXISTS reference_sets_by_version ON reference_sets(version, set_id)")
+
+
 # version -> function bringing the schema from version-1 to version, run inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_reference_sets}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -46,7 +46,7 @@ def test_a_file_that_is_not_a_ledger_is_a_user_error(tmp_path):
 def test_pragmas_and_path_resolution(ledger, tmp_path, monkeypatch):
     assert ledger.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert ledger.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert ledger.schema_version == ledger_mod.SCHEMA_VERSION == 1
+    assert ledger.schema_version == ledger_mod.SCHEMA_VERSION == max(ledger_mod.MIGRATIONS)
     monkeypatch.setenv("UNLEARN_LEDGER", str(tmp_path / "env.sqlite"))
     assert resolve_ledger_path(None) == tmp_path / "env.sqlite"
     assert resolve_ledger_path("x.sqlite").name == "x.sqlite"
@@ -63,11 +63,12 @@ def test_migration_hook_runs_pending_migrations_once(tmp_path, monkeypatch):
         calls.append(1)
         c.execute("ALTER TABLE requests ADD COLUMN note TEXT")
 
-    monkeypatch.setitem(ledger_mod.MIGRATIONS, 2, add_column)
-    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", 2)
+    nxt = ledger_mod.SCHEMA_VERSION + 1
+    monkeypatch.setitem(ledger_mod.MIGRATIONS, nxt, add_column)
+    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", nxt)
     for _ in range(2):
         with Ledger(path) as led:
-            assert led.schema_version == 2
+            assert led.schema_version == nxt
     assert calls == [1]
     cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(requests)")]
     assert "note" in cols

@@ -100,6 +100,10 @@ def attack_features(name: str, signals: Signals) -> np.ndarray:
         return signals.confidence_features()
     if name == "combined":
         return np.column_stack([signals.view_cos, signals.confidence_features()])
+    if name == "lira":
+        from trainables.attacks.reference_scoring import lira_features
+
+        return lira_features(signals)
     raise ValueError(f"unknown attack {name!r}")
 
 
@@ -108,6 +112,10 @@ def build_attack(name: str, cfg: AttackConfig):
         return EncoderMI("vector", cfg.classifier, cfg.seed)
     if name == "encodermi_threshold":
         return EncoderMI("threshold", cfg.classifier, cfg.seed)
+    if name == "lira":  # per-example: calibrated on the reference set, not on the target's fit samples
+        from trainables.attacks.reference_scoring import ReferenceCalibratedAttack
+
+        return ReferenceCalibratedAttack(cfg)
     return FeatureAttack(cfg.classifier, cfg.seed)
 
 
