@@ -11,8 +11,8 @@ Layout (every file's sha256 in the manifest; the manifest's own sha256 is what t
 
 The IN-sets (:func:`design_in_sets`): every member of the parent is IN for exactly ``K // 2`` references (Carlini et
 al. 2022's balanced design), so it is OUT for ``K - K // 2 >= 1``; each reference is filled up to the parent's
-training-set size with non-members drawn at random, so its recipe (samples, steps per epoch, epochs) is the
-parent's own, and every non-member is OUT for at least as many. Any later deletion batch (members) and the held-out
+training-set size with non-members drawn at random (each IN for at most ``K // 2``), so its recipe (samples, steps
+per epoch, epochs) is the parent's own, and every non-member is OUT for at least as many as a member. Any later deletion batch (members) and the held-out
 non-members it is compared with are therefore scored without training anything new.
 
 Example:
@@ -50,7 +50,7 @@ def model_name(i: int) -> str:
 
 def design_in_sets(member_ids, nonmember_ids, k: int, in_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(pool_ids (P,), in_mask (K, P) bool)``: each member IN for exactly ``k // 2`` models, each model topped
-    up to ``in_size`` samples with random non-members (seeded)."""
+    up to ``in_size`` samples with random non-members, none IN for more than ``k // 2`` (seeded)."""
     check_k(k)
     members = np.unique(np.asarray(member_ids, dtype=np.int64))
     nonmembers = np.setdiff1d(np.asarray(nonmember_ids, dtype=np.int64), members)
@@ -60,10 +60,15 @@ def design_in_sets(member_ids, nonmember_ids, k: int, in_size: int, seed: int) -
     # For every member, a random order of the K models; it is IN for the first k // 2 (balanced across samples).
     order = rng.random((k, len(members))).argsort(0).argsort(0)
     mask[:, : len(members)] = order < k // 2
+    used = np.zeros(len(nonmembers), dtype=int)
     for m in range(k):
-        room = max(0, min(in_size - int(mask[m].sum()), len(nonmembers)))
-        pick = rng.choice(len(nonmembers), size=room, replace=False)
+        # the least-used non-members first (random among equals), never IN for more than k // 2 models
+        order = rng.permutation(len(nonmembers))
+        order = order[np.argsort(used[order], kind="stable")]
+        order = order[used[order] < k // 2]
+        pick = order[: max(0, in_size - int(mask[m].sum()))]
         mask[m, len(members) + pick] = True
+        used[pick] += 1
     return pool, mask
 
 
