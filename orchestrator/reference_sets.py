@@ -2,7 +2,8 @@
 checkpoint and recorded (with the sha256 of their manifest) in the ledger's ``reference_sets`` table.
 
 Each Ray task runs the Ray-free :func:`trainables.attacks.reference_train.train_reference` on one CPU; a build that
-is interrupted keeps its finished models in ``.NAME.partial`` and the same command resumes it. Building twice for
+is interrupted keeps its finished models in ``.NAME.partial`` and the same command resumes it. ``workers=0``
+trains them one after the other in this process, without Ray. Building twice for
 the same version, K and seed returns the recorded set (nothing is trained again).
 
     set_id, ref = build_reference_set(ledger, version=None, k=4, workers=2)     # None: the current version
@@ -105,6 +106,18 @@ def _train_all(tasks: list, workers: int, address: str | None, log) -> list[dict
             ray.shutdown()
 
 
+def _train_here(tasks: list, log) -> list[dict[str, Any]]:
+    """``--workers 0``: one after the other in this process, no Ray (debugging, tests)."""
+    from trainables.attacks.reference_train import train_reference
+
+    done = []
+    for task in tasks:
+        done.append(train_reference(task))
+        log(f"reference model {Path(task.out_dir).name} trained ({done[-1]['n_in']} samples, "
+            f"{done[-1]['train_time_s']:.0f} s); {len(done)}/{len(tasks)} done")
+    return done
+
+
 def build_reference_set(ledger: Ledger, version: int | None = None, *, k: int, workers: int | None = None,
                         seed: int = 0, out: str | Path | None = None, address: str | None = None,
                         log=print) -> tuple[int, ReferenceSet, bool]:
@@ -115,8 +128,8 @@ def build_reference_set(ledger: Ledger, version: int | None = None, *, k: int, w
     from trainables.data.splits import Splits
 
     check_k(k)
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
+    if workers is not None and workers < 0:
+        raise UserError(f"--workers must be 0 (in this process) or more, got {workers}")
     row = require_current(ledger) if version is None else ledger.get_model(version)
     if row is None:
         raise UserError(f"no model version {version}; see `unlearn models list`")
@@ -143,10 +156,11 @@ def build_reference_set(ledger: Ledger, version: int | None = None, *, k: int, w
             continue  # finished by an earlier, interrupted build
         shutil.rmtree(out_dir, ignore_errors=True)
         tasks.append(ReferenceTask(recipe, str(splits_path), in_ids, str(out_dir), seed=seed * 1009 + m + 1))
-    n_workers = min(workers or k, max(len(tasks), 1))
+    n_workers = min(k if workers is None else workers, max(len(tasks), 1))
     log(f"training {len(tasks)} of {k} reference models for version {row['version']} ({recipe.get('method')}, "
-        f"{len(members)} samples each, {recipe['optim']['epochs']} epochs) on {n_workers} Ray workers")
-    results = _train_all(tasks, n_workers, address, log) if tasks else []
+        f"{len(members)} samples each, {recipe['optim']['epochs']} epochs) "
+        + (f"on {n_workers} Ray workers" if n_workers else "in this process"))
+    results = (_train_all(tasks, n_workers, address, log) if n_workers else _train_here(tasks, log)) if tasks else []
     times = {Path(r["out_dir"]).name: r["train_time_s"] for r in results}
     models = [{"name": model_name(m), "seed": seed * 1009 + m + 1, "n_in": int(mask[m].sum()),
                "train_time_s": times.get(model_name(m))} for m in range(k)]

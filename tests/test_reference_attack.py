@@ -62,8 +62,8 @@ def test_lira_attack_config_needs_an_existing_reference_set(tmp_path):
 
 # ----------------------------------------------------------------------------- with trained models (Ray)
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, ray_session):
-    """An overfit tiny classifier (100 digits members), registered, with K=2 reference models built by Ray."""
+def built(tmp_path_factory):
+    """An overfit tiny classifier (100 digits members), registered, with K=2 reference models (in this process)."""
     import torch
 
     from orchestrator.ledger import Ledger
@@ -84,7 +84,7 @@ def built(tmp_path_factory, ray_session):
     ledger = Ledger(root / "ledger.sqlite", create=True)
     register_checkpoint(ledger, root / "parent")
     logs = []
-    set_id, ref, new = build_reference_set(ledger, k=2, workers=2, log=logs.append)
+    set_id, ref, new = build_reference_set(ledger, k=2, workers=0, log=logs.append)
     yield {"root": root, "ledger": ledger, "ref": ref, "model": model, "source": source, "splits": splits,
            "new": new, "logs": logs}
     ledger.close()
@@ -99,7 +99,7 @@ def test_reference_scores_rank_overfit_members_above_non_members(built):
     scores = reference_scores(built["ref"], built["model"], built["source"], ids, config={"n_views": 2})
     assert scores.shape == (len(ids),) and np.isfinite(scores).all()
     auc = roc_auc_score(np.r_[np.ones(len(members)), np.zeros(len(non))], scores)
-    assert auc > 0.7, auc  # measured 0.78 on this recipe (30 epochs on 100 members): clearly above chance
+    assert auc > 0.7, auc  # measured 0.775 (30 epochs on 100 members, K=2): above chance
     assert scores[: len(members)].mean() > scores[len(members):].mean() + 0.5
     assert built["new"] and any("2/2 done" in line for line in built["logs"])
 
@@ -129,7 +129,7 @@ def test_lira_is_an_attack_of_the_evaluation(built):
     m = evaluate_forgetting(built["model"], built["source"], splits, splits["forget"],
                             model_config=built["ref"].recipe, config=cfg)
     assert 0 <= m["lira_auc"] <= 1 and m["mia_auc"] == m["lira_auc"]
-    assert m["lira_auc"] > 0.6  # the forget set are members of this overfit model
+    assert m["lira_auc"] > 0.6  # measured 0.735 (confidence attack 0.75): the forget set are members
 
 
 def test_tampered_reference_sets_are_refused(built, tmp_path):
@@ -167,3 +167,25 @@ def test_cli_k_below_two_is_exit_2_and_models_list_shows_k(built, capsys):
     assert "REFS_K" in capsys.readouterr().out.splitlines()[0]
     assert main(["models", "list", "--json", "--ledger", ledger]) == 0
     assert [r["reference_k"] for r in json.loads(capsys.readouterr().out)] == [2]
+
+
+def test_reference_models_train_as_parallel_ray_tasks(tmp_path, ray_session):
+    from orchestrator.ledger import Ledger
+    from orchestrator.model_store import register_checkpoint
+    from orchestrator.reference_sets import build_reference_set
+    from tests.conftest import tiny_job
+    from trainables.checkpoint import read_meta, save_checkpoint
+    from trainables.loops.context import LoopContext
+    from trainables.tasks import checkpoint_meta, pretrain_task
+
+    job = tiny_job("supervised", data={"num_members": 60, "num_nonmembers": 60}, optim={"epochs": 1})
+    model, history, spec, source, splits = pretrain_task(job, LoopContext(progress=False, log=lambda m: None))
+    save_checkpoint(tmp_path / "p", model, spec=spec, meta=checkpoint_meta(job, "pretrain", history), splits=splits)
+    logs = []
+    with Ledger(tmp_path / "l.sqlite", create=True) as ledger:
+        register_checkpoint(ledger, tmp_path / "p")
+        _, ref, new = build_reference_set(ledger, k=2, workers=2, log=logs.append)
+    assert new and ref.k == 2 and sum("Ray workers" in line for line in logs) == 1
+    seeds = {read_meta(ref.path / name)["config"]["runtime"]["seed"] for name in ref.names}
+    assert len(seeds) == 2 and all(len(ids) == 60 for ids in ref.in_ids)  # the parent's training-set size
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())

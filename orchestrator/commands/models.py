@@ -59,7 +59,8 @@ def register(sub) -> None:
                                                "build resumes; building the same set again reuses it.")
     build.add_argument("--version", type=int, help="model version (default: the current one)")
     build.add_argument("--k", type=int, default=4, help="number of reference models, >= 2 (default 4)")
-    build.add_argument("--workers", type=int, help="reference models trained at once (default: K)")
+    build.add_argument("--workers", type=int, help="reference models trained at once as Ray tasks (default: K; 0: in this "
+                                             "process, no Ray)")
     build.add_argument("--seed", type=int, default=0, help="seed of the IN-set design and the models (default 0)")
     build.add_argument("--out", help="directory to create (default: beside the checkpoint, "
                                      "NAME.references-vV-kK-sS)")

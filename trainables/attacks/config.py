@@ -56,6 +56,12 @@ class AttackConfig(StrictModel):
     def _each_attack_once(cls, attacks: list[str]) -> list[str]:
         return list(dict.fromkeys(attacks))  # a repeated name would fit and score the same attack twice
 
+    @field_validator("reference_set")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        # absolute: Tune trials and Ray workers run in other working directories
+        return None if path is None else str(Path(path).expanduser().resolve())
+
     @model_validator(mode="after")
     def _reference_set_given(self) -> AttackConfig:
         # checked here, before any model is loaded or trained
