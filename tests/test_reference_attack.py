@@ -189,3 +189,13 @@ def test_reference_models_train_as_parallel_ray_tasks(tmp_path, ray_session):
     seeds = {read_meta(ref.path / name)["config"]["runtime"]["seed"] for name in ref.names}
     assert len(seeds) == 2 and all(len(ids) == 60 for ids in ref.in_ids)  # the parent's training-set size
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_evaluate_cli_lira_without_a_reference_set_is_one_error_line(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "out"),
+                 "--set", "attack.attacks=[lira]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs a reference set" in err[0]
+    assert not (tmp_path / "out").exists()
