@@ -128,7 +128,7 @@ def candidate_scores(args, out: Path, ref) -> tuple[dict[str, dict[str, Scores]]
         fitted = fit_attacks(sig.take(sets.fit_ids), sets.fit_labels, cfg.model_copy(update={"attacks": [primary]}))
         p = fitted[primary].predict_proba(attack_features(primary, sig.take(scored)))[:, 1]
         out_scores[f"population ({primary})"][name] = Scores(p[: len(forget)], p[len(forget):], 0.5)
-        target = sig.take(scored)
+        target = query.signals(model, source, scored)  # the reference models' order: the same views per sample
         for kind in kinds:
             z = scorer.score(scored, sample_signal(target, kind), kind)
             out_scores[f"lira ({kind})"][name] = Scores(z[: len(forget)], z[len(forget):], 0.0)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.attacks.config import AttackConfig
+from trainables.attacks.config import REFERENCE_ATTACKS, AttackConfig
 from trainables.attacks.estimators import EncoderMI, FeatureAttack
 from trainables.attacks.protocol import AttackSets
 from trainables.attacks.signals import Signals, compute_signals
@@ -126,10 +126,13 @@ def fit_attacks(fit_signals: Signals, fit_labels: np.ndarray, cfg: AttackConfig)
 
 
 def score_attacks(fitted: dict[str, Any], signals: Signals, labels: np.ndarray, cfg: AttackConfig,
-                  threat_model: str) -> dict[str, AttackResult]:
+                  threat_model: str, *, aligned: Signals | None = None) -> dict[str, AttackResult]:
+    """``aligned``: the same samples queried on their own (the reference models' order: same views per sample),
+    read by the per-example attacks."""
     out = {}
     for name, attack in fitted.items():
-        score = attack.predict_proba(attack_features(name, signals))[:, 1]
+        own = aligned if aligned is not None and name in REFERENCE_ATTACKS else signals
+        score = attack.predict_proba(attack_features(name, own))[:, 1]
         pred = (score >= 0.5).astype(int)
         metrics = bootstrap_metrics(labels, score, pred, n_boot=cfg.bootstrap, seed=cfg.seed)
         out[name] = AttackResult(name, threat_model, signals.sample_ids, labels, score, pred, metrics,
@@ -149,4 +152,8 @@ def run_attacks(model, source: ImageSource, sets: AttackSets, query: SignalQuery
     if fitted is None:
         fitted = fit_attacks(signals.take(sets.fit_ids), sets.fit_labels, cfg)
     scored = signals.take(sets.score_ids)
-    return score_attacks(fitted, scored, sets.score_labels, cfg, sets.threat_model), scored
+    aligned = None
+    if any(name in REFERENCE_ATTACKS for name in fitted):
+        # the views follow the batch position: query the scored ids alone, as the reference models are
+        aligned = scored if len(ids) == len(sets.score_ids) else query.signals(model, source, sets.score_ids)
+    return score_attacks(fitted, scored, sets.score_labels, cfg, sets.threat_model, aligned=aligned), scored
