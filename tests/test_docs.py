@@ -13,6 +13,7 @@ from orchestrator.cli import build_parser, main
 from orchestrator.config import load_job, parse_overrides
 from orchestrator.docs_gen import cli_reference as cli_docs
 from orchestrator.docs_gen import config_reference as config_docs
+from trainables.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -125,7 +126,12 @@ def test_every_documented_example_parses_and_names_only_keys_its_command_takes(w
         args = parser.parse_args(argv_of(example))
     except SystemExit:
         pytest.fail(f"{where}: `{example}` is rejected by the parser")
-    check_keys(args)
+    try:
+        check_keys(args)
+    except UserError as exc:
+        # a reference set is a directory of the reader's; its keys were accepted if only its absence is reported
+        if "reference_set=" not in example or "reference set" not in str(exc):
+            raise
 
 
 def help_texts() -> list[tuple[str, str]]:

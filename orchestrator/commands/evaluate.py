@@ -22,7 +22,9 @@ def register(sub) -> None:
         description="Attack the forget set of CHECKPOINT (EncoderMI threshold/vector, confidence and combined "
                     "attacks; bootstrap 95% intervals) and, with the same protocol, the original and retrained "
                     "models; report the gap to retrain, utility and per-sample signals. A pretrained checkpoint is "
-                    "audited on its 'forget' split of members. See docs/evaluation.md.",
+                    "audited on its 'forget' split of members. The per-example LiRA attack: --set "
+                    "'attack.attacks=[lira]' --set attack.reference_set=DIR (`unlearn models references build`). "
+                    "See docs/evaluation.md.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint directory to evaluate")
     p.add_argument("--original", help="the model before unlearning (default: none)")

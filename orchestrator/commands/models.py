@@ -4,6 +4,7 @@
     unlearn models list
     unlearn models current                       # verifies the checkpoint (exit 2 if tampered)
     unlearn models rollback 3                    # back to an ancestor; its later requests are re-queued
+    unlearn models references build --k 4        # LiRA reference models of the current version (Ray tasks)
 """
 
 from __future__ import annotations
@@ -46,6 +47,31 @@ def register(sub) -> None:
     add_ledger_arg(rb)
     rb.set_defaults(func=run_rollback)
 
+    refs = actions.add_parser("references", help="reference models of a version (the per-example attack)",
+                              description="K reference models trained with a version's own recipe on random "
+                                          "halves of its data pool, for the reference-calibrated (LiRA) attack. "
+                                          "See docs/evaluation.md.")
+    ref_actions = refs.add_subparsers(dest="ref_action", metavar="ACTION", required=True)
+    build = ref_actions.add_parser("build", help="train (or reuse) the K reference models of a version",
+                                   description="Train K reference models as parallel Ray tasks (one CPU each), "
+                                               "store them beside the version's checkpoint with a manifest of "
+                                               "sha256 digests, and record them in the ledger. An interrupted "
+                                               "build resumes; building the same set again reuses it.")
+    build.add_argument("--version", type=int, help="model version (default: the current one)")
+    build.add_argument("--k", type=int, default=4, help="number of reference models, >= 2 (default 4)")
+    build.add_argument("--workers", type=int, help="reference models trained at once as Ray tasks (default: K; 0: in this "
+                                             "process, no Ray)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the IN-set design and the models (default 0)")
+    build.add_argument("--out", help="directory to create (default: beside the checkpoint, "
+                                     "NAME.references-vV-kK-sS)")
+    build.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+    add_ledger_arg(build)
+    build.set_defaults(func=run_references_build)
+    rls = ref_actions.add_parser("list", help="list the recorded reference sets")
+    rls.add_argument("--json", action="store_true")
+    add_ledger_arg(rls)
+    rls.set_defaults(func=run_references_list)
+
 
 def run_register(args) -> int:
     from orchestrator.ledger.db import Ledger, resolve_ledger_path
@@ -78,10 +104,12 @@ def run_register(args) -> int:
 
 def run_list(args) -> int:
     from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.references import reference_k_by_version
     from orchestrator.ledger.views import as_json, model_table
 
     with Ledger.open(args.ledger) as ledger:
-        rows = ledger.list_models()
+        refs = reference_k_by_version(ledger)
+        rows = [{**r, "reference_k": refs.get(r["version"])} for r in ledger.list_models()]
     print(as_json(rows) if args.json else model_table(rows))
     return 0
 
@@ -128,4 +156,34 @@ def run_rollback(args) -> int:
     if result["requeued"]:
         print(f"{len(result['requeued'])} verified request(s) are pending again (the rolled-back versions had "
               f"forgotten them): {', '.join(result['requeued'][:10])}{' ...' if len(result['requeued']) > 10 else ''}")
+    return 0
+
+
+def run_references_build(args) -> int:
+    import os
+
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.references import build_reference_set
+
+    with Ledger.open(args.ledger) as ledger:
+        set_id, ref, new = build_reference_set(ledger, args.version, k=args.k, workers=args.workers,
+                                               seed=args.seed, out=args.out,
+                                               address=args.address or os.environ.get("RAY_ADDRESS"))
+    print(f"reference set {set_id} of model version {ref.manifest['parent']['version']}: K={ref.k}, {ref.path}"
+          f"{'' if new else ' (already built, reused)'}")
+    print(f"sha256 {ref.sha256}")
+    print(f"use it: unlearn evaluate ... --set attack.attacks=[lira] --set attack.reference_set={ref.path}")
+    return 0
+
+
+def run_references_list(args) -> int:
+    from orchestrator.ledger.db import Ledger
+    from orchestrator.ledger.references import recorded_sets
+    from orchestrator.ledger.views import as_json, format_table
+
+    with Ledger.open(args.ledger) as ledger:
+        rows = recorded_sets(ledger)
+    print(as_json(rows) if args.json else format_table(
+        rows, ["set_id", "version", "k", "seed", "created_at", "uri"],
+        ["SET", "VERSION", "K", "SEED", "CREATED_AT", "URI"]))
     return 0

@@ -10,6 +10,7 @@ concurrent writers queue instead of failing and a killed process leaves the last
     model_versions  version, parent, batch_id, uri, sha256, forgotten_ids, metrics; exactly one is_current
     locks           the scheduler lease (see :mod:`orchestrator.ledger.lease`)
     certificates    content sha256 and facts of every issued request certificate (:mod:`orchestrator.ledger.certificate`)
+    reference_sets  per model version: K reference models (uri, sha256 of their manifest, k, seed) for LiRA
     events          an append-only audit trail of every transition, each with its actor (``user@host``)
 
 The path comes from ``--ledger PATH``, else ``$UNLEARN_LEDGER``, else ``runs/ledger/ledger.sqlite``. Usage::
@@ -149,10 +150,30 @@ def _add_event_actor(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE events ADD COLUMN actor TEXT")
 
 
+def _add_reference_sets(conn: sqlite3.Connection) -> None:
+    """Reference sets of model versions (the LiRA references, :mod:`orchestrator.ledger.references`). Idempotent, so
+    it may run at any position of :data:`MIGRATIONS`."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS reference_sets (
+        set_id INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL REFERENCES model_versions(version),
+        uri TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        k INTEGER NOT NULL CHECK (k >= 2),
+        seed INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    )""")
+    conn.execute("CREATE INDEX IF NOT EXISTS reference_sets_by_version ON reference_sets(version, set_id)")
+
+
 # version -> function bringing the schema from version-1 to version, run inside one transaction. Keep each one
 # idempotent (check before ALTER), so migrations written on parallel branches can be renumbered when merged.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates,
-                                                                 3: _add_event_actor, 4: add_member_sets}
+                                                                 3: _add_event_actor, 4: add_member_sets,
+                                                                 5: _add_reference_sets}
+
+
+
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

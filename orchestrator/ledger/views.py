@@ -52,8 +52,9 @@ def model_table(rows: list[dict[str, Any]]) -> str:
                      "metrics": ", ".join(f"{k}={v:.3g}" for k, v in shown.items()) or None,
                      "state": "retired" if r["retired_at"] else ("current" if r["is_current"] else "")})
     return format_table(view, ["current", "version", "parent", "batch_id", "forgotten", "promoted_at", "state",
-                               "metrics", "uri"],
-                        ["", "VERSION", "PARENT", "BATCH", "FORGOTTEN", "PROMOTED_AT", "STATE", "METRICS", "URI"])
+                               "metrics", "reference_k", "uri"],
+                        ["", "VERSION", "PARENT", "BATCH", "FORGOTTEN", "PROMOTED_AT", "STATE", "METRICS", "REFS_K",
+                         "URI"])
 
 
 def batch_table(rows: list[dict[str, Any]]) -> str:

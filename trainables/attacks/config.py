@@ -6,13 +6,16 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainables.config import EvalConfig, RuntimeConfig, StrictModel
 
 ATTACKS: tuple[str, ...] = ("encodermi_vector", "encodermi_threshold", "confidence", "combined")
+# Per-example attacks that need a reference set (attack.reference_set); never in the default list.
+REFERENCE_ATTACKS: tuple[str, ...] = ("lira",)
 # A classifier's membership signal is in its confidence (the paper's supervised MIA): on the CIFAR-10 reproduction
 # the confidence attack reads 0.84 where EncoderMI reads 0.56, so the default order puts it first for classifiers.
 CLASSIFIER_ATTACKS: tuple[str, ...] = ("confidence", "encodermi_vector", "encodermi_threshold", "combined")
@@ -21,7 +24,7 @@ CLASSIFIER_ATTACKS: tuple[str, ...] = ("confidence", "encodermi_vector", "encode
 class AttackConfig(StrictModel):
     """How the attacks query a model and how their numbers are summarised."""
 
-    attacks: list[Literal["encodermi_vector", "encodermi_threshold", "confidence", "combined"]] = Field(
+    attacks: list[Literal["encodermi_vector", "encodermi_threshold", "confidence", "combined", "lira"]] = Field(
         default_factory=lambda: list(ATTACKS), description="attacks to run; the first listed is the primary one")
     threat_model: Literal["auditor", "shadow"] = Field(
         "auditor", description="auditor: fit on the target's retain vs non-members; shadow: fit on a shadow model")
@@ -40,6 +43,10 @@ class AttackConfig(StrictModel):
         None, gt=0, description="encoders: per-sample NT-Xent temperature; None: the model's own temperature")
     loss_negatives: int = Field(256, ge=0, description="encoders: fixed negative bank (nonmember_ref); 0: 1 - cosine")
     max_fit: int | None = Field(None, ge=2, description="cap on attack fitting samples per class (speed)")
+    reference_set: str | None = Field(
+        None, description="attack lira: a reference set directory (`unlearn models references build`)")
+    reference_signal: Literal["auto", "logit_conf", "view_cos", "neg_loss"] = Field(
+        "auto", description="lira's per-sample signal; auto: logit_conf for classifiers, view_cos for encoders")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0: none)")
     batch_size: int = Field(256, ge=1, description="images per forward pass while querying")
     seed: int = Field(0, description="seed of the views, the attack fits and the bootstrap")
@@ -48,6 +55,23 @@ class AttackConfig(StrictModel):
     @classmethod
     def _each_attack_once(cls, attacks: list[str]) -> list[str]:
         return list(dict.fromkeys(attacks))  # a repeated name would fit and score the same attack twice
+
+    @field_validator("reference_set")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        # absolute: Tune trials and Ray workers run in other working directories
+        return None if path is None else str(Path(path).expanduser().resolve())
+
+    @model_validator(mode="after")
+    def _reference_set_given(self) -> AttackConfig:
+        # checked here, before any model is loaded or trained
+        if any(a in REFERENCE_ATTACKS for a in self.attacks):
+            if not self.reference_set:
+                raise ValueError("attack 'lira' needs a reference set: set reference_set=DIR (build one with "
+                                 "`unlearn models references build`)")
+            if not (Path(self.reference_set) / "manifest.json").is_file():
+                raise ValueError(f"reference_set {self.reference_set} is not a reference set (no manifest.json)")
+        return self
 
     def for_model(self, method: str | None) -> AttackConfig:
         """These settings for a model pretrained with ``method``: with the default attack order, a classifier

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.attacks.config import AttackConfig
+from trainables.attacks.config import REFERENCE_ATTACKS, AttackConfig
 from trainables.attacks.estimators import EncoderMI, FeatureAttack
 from trainables.attacks.protocol import AttackSets
 from trainables.attacks.signals import Signals, compute_signals
@@ -100,6 +100,10 @@ def attack_features(name: str, signals: Signals) -> np.ndarray:
         return signals.confidence_features()
     if name == "combined":
         return np.column_stack([signals.view_cos, signals.confidence_features()])
+    if name == "lira":
+        from trainables.attacks.reference_scoring import lira_features
+
+        return lira_features(signals)
     raise ValueError(f"unknown attack {name!r}")
 
 
@@ -108,6 +112,10 @@ def build_attack(name: str, cfg: AttackConfig):
         return EncoderMI("vector", cfg.classifier, cfg.seed)
     if name == "encodermi_threshold":
         return EncoderMI("threshold", cfg.classifier, cfg.seed)
+    if name == "lira":  # per-example: calibrated on the reference set, not on the target's fit samples
+        from trainables.attacks.reference_scoring import ReferenceCalibratedAttack
+
+        return ReferenceCalibratedAttack(cfg)
     return FeatureAttack(cfg.classifier, cfg.seed)
 
 
@@ -118,10 +126,13 @@ def fit_attacks(fit_signals: Signals, fit_labels: np.ndarray, cfg: AttackConfig)
 
 
 def score_attacks(fitted: dict[str, Any], signals: Signals, labels: np.ndarray, cfg: AttackConfig,
-                  threat_model: str) -> dict[str, AttackResult]:
+                  threat_model: str, *, aligned: Signals | None = None) -> dict[str, AttackResult]:
+    """``aligned``: the same samples queried on their own (the reference models' order: same views per sample),
+    read by the per-example attacks."""
     out = {}
     for name, attack in fitted.items():
-        score = attack.predict_proba(attack_features(name, signals))[:, 1]
+        own = aligned if aligned is not None and name in REFERENCE_ATTACKS else signals
+        score = attack.predict_proba(attack_features(name, own))[:, 1]
         pred = (score >= 0.5).astype(int)
         metrics = bootstrap_metrics(labels, score, pred, n_boot=cfg.bootstrap, seed=cfg.seed)
         out[name] = AttackResult(name, threat_model, signals.sample_ids, labels, score, pred, metrics,
@@ -141,4 +152,8 @@ def run_attacks(model, source: ImageSource, sets: AttackSets, query: SignalQuery
     if fitted is None:
         fitted = fit_attacks(signals.take(sets.fit_ids), sets.fit_labels, cfg)
     scored = signals.take(sets.score_ids)
-    return score_attacks(fitted, scored, sets.score_labels, cfg, sets.threat_model), scored
+    aligned = None
+    if any(name in REFERENCE_ATTACKS for name in fitted):
+        # the views follow the batch position: query the scored ids alone, as the reference models are
+        aligned = scored if len(ids) == len(sets.score_ids) else query.signals(model, source, sets.score_ids)
+    return score_attacks(fitted, scored, sets.score_labels, cfg, sets.threat_model, aligned=aligned), scored

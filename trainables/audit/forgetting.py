@@ -57,9 +57,18 @@ class ModelReport:
 
 
 def as_attack_config(config: AttackConfig | Mapping[str, Any] | None) -> AttackConfig:
+    from pydantic import ValidationError
+
+    from trainables.errors import UserError
+
     if isinstance(config, AttackConfig):
         return config
-    return AttackConfig.model_validate(dict(config or {}))
+    try:
+        return AttackConfig.model_validate(dict(config or {}))
+    except ValidationError as exc:  # a bad attack setting is the user's input: one error line, exit 2
+        raise UserError("invalid attack settings: " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'attack'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors())) from None
 
 
 def model_utility(model, source: ImageSource, splits: Splits, forget_ids, *, knn_k: int = 200,
