@@ -121,8 +121,7 @@ def step_loop(job, model: nn.Module, source, method: StepMethod, ids: dict[str, 
     drawers = {split: StreamDrawer(source, ids[split]) for split in method.streams(job)}
 
     uses_head = method.uses_train_objective(job)
-    sync_bn = synced_batchnorm(model, enabled=job.sync_batchnorm and ctx.world_size > 1, device_type=device.type,
-                               train_mode=not job.eval_mode)
+    sync_bn = synced_batchnorm(model, enabled=job.sync_batchnorm and ctx.world_size > 1, device_type=device.type)
     with unlearning_setup(model, embed_output=job.embed_output, uses_head=uses_head), sync_bn:
         model = ctx.prepare_model(place_model(model, job.runtime, device))
         epochs = job.epochs

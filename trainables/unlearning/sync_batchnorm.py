@@ -3,8 +3,9 @@ BatchNorm again afterwards (the saved model and its ``model_spec`` keep ``norm=b
 
 ``SyncBatchNorm`` has no double backward, so a penalty method may use it only with
 ``gp_estimator=finite_difference`` (``UnlearnJob`` refuses the other combination). It synchronises batch
-statistics only in train mode and, in PyTorch, only on accelerators (CUDA, XPU, HPU); in eval mode (the penalty
-methods' default ``model_mode``) it is plain BatchNorm on running statistics. Parameters and buffers are shared
+statistics only in train mode; in eval mode (the penalty methods' default ``model_mode``) it is plain BatchNorm on
+running statistics. PyTorch's DDP refuses it on CPU ("SyncBatchNorm layers only work with GPU modules"), so it
+needs an accelerator (``--gpu``) and is refused on CPU before any work. Parameters and buffers are shared
 with the original layers, so the updates of the run land in them.
 
 Example:
@@ -23,16 +24,15 @@ from trainables.errors import UserError
 
 
 @contextmanager
-def synced_batchnorm(model: nn.Module, *, enabled: bool, device_type: str = "cpu", train_mode: bool = False
-                     ) -> Iterator[nn.Module]:
+def synced_batchnorm(model: nn.Module, *, enabled: bool, device_type: str = "cpu") -> Iterator[nn.Module]:
     """Swap every BatchNorm child of ``model`` for a SyncBatchNorm sharing its parameters and buffers, inside the
     block; yields ``model`` (changed in place), and swaps the originals back on exit."""
     if not enabled:
         yield model
         return
-    if train_mode and device_type not in ("cuda", "xpu", "hpu"):
-        raise UserError(f"sync_batchnorm in train mode needs an accelerator (PyTorch's SyncBatchNorm does not "
-                        f"synchronise on {device_type}); run with --gpu, or keep model_mode=eval")
+    if device_type not in ("cuda", "xpu", "hpu"):
+        raise UserError(f"sync_batchnorm needs an accelerator (PyTorch's DDP refuses SyncBatchNorm on "
+                        f"{device_type}); run with --gpu or drop sync_batchnorm")
     originals = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                  if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, nn.SyncBatchNorm)]
     for parent, name, child in originals:
