@@ -26,16 +26,22 @@ with the detached per-sample weights ``w_i = dP/dn_i = phi'(n_i) / B``, one per 
 (``member_gradient_penalty``) applies this at the members ``x_i``; Eq. 2 (``gradient_penalty``) at the
 interpolates ``z_i`` (``eps_i`` drawn before, fixed), so the derivation holds with ``x_i -> z_i``: neither
 depends on theta. Cost: one forward and one input-only backward (for ``u_i``, no ``create_graph``), one more
-forward at ``x + h u``, and the ordinary backward through both graphs; no second-order graph, so any module with
-a first-order backward works (``SyncBatchNorm``, fused kernels).
+forward (at ``x + h u``, or of ``u`` through the held network, below), and the ordinary backward; no second-order
+graph, so any module with a first-order backward works (``SyncBatchNorm``, fused kernels).
 
 ReLU gates are held. The perturbed forward multiplies every ``nn.ReLU`` by its on/off mask recorded at ``x``
-(what the double backward does too: ReLU'' = 0). Without that, each unit whose pre-activation changes sign between
-``x`` and ``x + h u`` adds an O(1/h) term to the parameter gradient, and O(h) of them do so: an O(1) error for
-every h (measured on the small CNN, float32: cosine to the exact gradient 0.34 at step 1e-3, 0.57 at 1e-1). With
-the gates held, a network whose only kinks are ReLUs and whose other layers are affine in the input (conv,
-linear, average pooling, BatchNorm in eval mode) is exactly linear along ``u``, and the difference is exact at any
-h up to float32 cancellation in ``f(x + h u) - f(x)``.
+(what the double backward does too: ReLU'' = 0; ``held_gates.py``). Without that, each unit whose pre-activation
+changes sign between ``x`` and ``x + h u`` adds an O(1/h) term to the parameter gradient, and O(h) of them do so:
+an O(1) error for every h (measured on the small CNN, float32: cosine to the exact gradient 0.34 at step 1e-3,
+0.57 at 1e-1).
+
+The limit, taken exactly where it can be. With the gates held, a forward that runs only convolutions, linear
+layers, average pooling, residual sums and eval-mode BatchNorm (every model here in the penalty methods' default
+``model_mode``) is affine in its input, so ``f(x + h u) - f(x) = h * L(u)`` for every h, where ``L`` is the
+*bias-free* pass of ``u`` through the held network (weights only, BatchNorm as its scale). The estimator then
+takes ``d/dtheta sum_i w_i L(u_i)`` (and checks ``L(u_i) = n_i``): no step, no cancellation, no backward through
+the unperturbed graph, and equal to the double backward up to rounding. Any other layer that ran (GroupNorm,
+BatchNorm in train mode, an unknown one), or a failed check, selects the plain forward difference with step h.
 
 Per sample needs a per-sample forward: BatchNorm in eval mode (the penalty methods' default ``model_mode``),
 GroupNorm, or no normalisation. With BatchNorm in train mode the perturbed batch moves the batch statistics of
@@ -46,9 +52,9 @@ Step ``h_i = step * max(||x_i||_2, 1)``: relative to the sample's own scale (a n
 ~55), and per sample, so the estimate does not depend on the rest of the batch (2 DDP workers then equal 1 worker
 with the same global batch). Default step 2e-4, chosen by measurement (``benchmarks/gp_step.py --sweep-step``;
 small CNN on digits 32 px, float32, relative error of the parameter gradient against the exact one, steps
-5e-5 / 1e-4 / 2e-4 / 5e-4 / 1e-3): BatchNorm eval 1.1 / 0.7 / 0.4 / 0.1 / 0.1 % (cancellation only: larger is
-better), GroupNorm in train mode 0.2 / 0.5 / 0.9 / 2.4 / 4.7 % (its normalisation is curved: O(h) error),
-BatchNorm in train mode 1.5 / 1.7 / 2.5 / 5.4 / 10.6 %; cosine >= 0.9988 throughout.
+5e-5 / 1e-4 / 2e-4 / 5e-4 / 1e-3, difference taken with the step): BatchNorm eval 1.1 / 0.7 / 0.4 / 0.1 / 0.1 %
+(cancellation only; the bias-free pass used there by default: ~1e-7), GroupNorm in train mode
+0.2 / 0.5 / 0.9 / 2.4 / 4.7 % (its normalisation is curved: O(h) error), BatchNorm in train mode 1.5 / 1.7 / 2.5 / 5.4 / 10.6 %; cosine >= 0.9988 throughout.
 
 The returned loss has the exact penalty's value (what the loop logs and checks) and the estimator's gradient.
 
@@ -59,12 +65,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
+from trainables.losses.held_gates import (
+    dropped_parameters,
+    frozen_gates,
+    gated_linear,
+    is_gated_linear,
+    recorded_gates,
+)
 from trainables.losses.input_gradient import Penalty
 from trainables.losses.penalty_forms import DEFAULT_FORM, reduce_penalty
 
@@ -79,53 +89,42 @@ def penalty_slopes(grad_norms: Tensor, form: str = DEFAULT_FORM) -> Tensor:
     return slopes
 
 
-@contextmanager
-def recorded_gates(model: nn.Module) -> Iterator[dict[nn.Module, list[Tensor]]]:
-    """Record, per ``nn.ReLU`` module and in call order, which units are on (bool masks) during the forwards run
-    inside the block (a module called twice, as in a ResNet block, records twice)."""
-    gates: dict[nn.Module, list[Tensor]] = {m: [] for m in model.modules() if isinstance(m, nn.ReLU)}
-    hooks = [m.register_forward_hook(lambda mod, args, out: gates[mod].append(out.detach() > 0)) for m in gates]
-    try:
-        yield gates
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-
-@contextmanager
-def frozen_gates(gates: dict[nn.Module, list[Tensor]]) -> Iterator[None]:
-    """Inside the block every recorded ``nn.ReLU`` multiplies by its recorded mask instead of thresholding: the
-    network is then exactly linear in its input wherever ReLU was its only kink."""
-    for module, masks in gates.items():
-        replay = iter(masks)
-        module.forward = lambda y, replay=replay: y * next(replay).to(y.dtype)  # instance attribute: shadows
-    try:
-        yield
-    finally:
-        for module in gates:
-            del module.forward  # back to the class's forward
-
-
 def _per_sample_sum(out: Tensor) -> Tensor:
     return out.reshape(out.shape[0], -1).sum(1)
 
 
 def finite_difference_penalty(model: nn.Module, x: Tensor, form: str = DEFAULT_FORM, *,
-                              step: float = DEFAULT_FD_STEP, task: str = "embed") -> Penalty:
-    """x (B, ...) -> :class:`Penalty` whose loss has the penalty's value and the finite-difference gradient."""
+                              step: float = DEFAULT_FD_STEP, task: str = "embed",
+                              held_linear: bool | None = None) -> Penalty:
+    """x (B, ...) -> :class:`Penalty` whose loss has the penalty's value and the finite-difference gradient.
+
+    ``held_linear``: take the difference as the bias-free pass of ``u`` (exact, no step); None = wherever the
+    forward allows it (:func:`~trainables.losses.held_gates.is_gated_linear`), False = always ``f(x + h u) - f(x)``.
+    """
     x = x.detach()
     x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     with torch.autocast(x.device.type, enabled=False):  # as the exact penalty: float32 input gradients
         leaf = x.clone().requires_grad_(True)
         with recorded_gates(model) as gates:
             f = _per_sample_sum(model(leaf, task=task))
-        (grad,) = torch.autograd.grad(f.sum(), leaf, retain_graph=True)  # first order only; f's graph kept
+        linear = is_gated_linear(gates) if held_linear is None else held_linear
+        (grad,) = torch.autograd.grad(f.sum(), leaf, retain_graph=not linear)  # first order only
         norms = grad.reshape(grad.shape[0], -1).norm(2, dim=1)
         shape = (-1,) + (1,) * (x.dim() - 1)
         u = grad / norms.clamp_min(torch.finfo(norms.dtype).tiny).view(shape)  # n_i = 0: u_i = 0, no gradient
-        h = step * x.reshape(x.shape[0], -1).norm(2, dim=1).clamp_min(1.0)
-        with frozen_gates(gates):
-            f_moved = _per_sample_sum(model(x + h.view(shape) * u, task=task))
-        surrogate = (penalty_slopes(norms, form) / h * (f_moved - f)).sum()
+        slopes = penalty_slopes(norms, form)
+        if linear:
+            with gated_linear(gates):
+                along_u = _per_sample_sum(model(u, task=task))  # u_i . g_i = n_i, differentiable in theta
+            if not torch.allclose(along_u.detach(), norms, rtol=1e-3, atol=1e-6 * float(norms.max()) + 1e-30):
+                # a curved operation the module walk cannot see (a functional call): the plain difference
+                return finite_difference_penalty(model, x, form, step=step, task=task, held_linear=False)
+            # a zero gradient for the dropped biases, as the double backward gives: DDP waits for every parameter
+            surrogate = (slopes * along_u).sum() + 0.0 * sum(b.sum() for b in dropped_parameters(gates))
+        else:
+            h = step * x.reshape(x.shape[0], -1).norm(2, dim=1).clamp_min(1.0)
+            with frozen_gates(gates):
+                f_moved = _per_sample_sum(model(x + h.view(shape) * u, task=task))
+            surrogate = (slopes / h * (f_moved - f)).sum()
         value = reduce_penalty(norms.detach(), form)
         return Penalty(value + (surrogate - surrogate.detach()), norms.detach())
