@@ -229,15 +229,15 @@ def test_the_forward_difference_is_exact_in_float64_when_relu_gates_are_held():
 def test_held_gates_choose_the_bias_free_pass_only_for_affine_layers():
     from trainables.losses.held_gates import is_gated_linear, recorded_gates
 
-    def linear_after_forward(model):
+    def linear_after_forward(model, shape=(2, 3, 8, 8)):
         with recorded_gates(model) as gates:
-            model(torch.randn(2, 3, 8, 8))
+            model(torch.randn(shape))
         return is_gated_linear(gates), sum(len(masks) for masks in gates.values())
 
     assert linear_after_forward(_small_cnn("batch", train=False)) == (True, 4)  # 4 ReLU calls recorded
     assert not linear_after_forward(_small_cnn("batch", train=True))[0]  # batch statistics: curved
     assert not linear_after_forward(_small_cnn("group", train=False))[0]
-    assert not linear_after_forward(TanhNet())[0]
+    assert not linear_after_forward(TanhNet(), (2, 12))[0]
 
 
 def test_penalty_slopes_are_the_forms_derivatives_and_unknown_estimators_are_refused():
