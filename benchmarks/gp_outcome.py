@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VARIANTS = {"exact": {}, "finite_difference": {"gp_estimator": "finite_difference"},
+VARIANTS = {"exact": {"gp_estimator": "exact"}, "finite_difference": {"gp_estimator": "finite_difference"},
             "finite_difference_every4": {"gp_estimator": "finite_difference", "gp_every": 4}}
 
 

@@ -259,5 +259,8 @@ def test_the_unlearning_config_offers_exactly_the_estimators():
     from trainables.unlearning.config import UnlearnJob
 
     field = UnlearnJob.model_fields["gp_estimator"]
-    assert field.default == DEFAULT_ESTIMATOR and set(get_args(field.annotation)) == set(ESTIMATORS)
+    assert field.default == "auto" and set(get_args(field.annotation)) == {"auto", *ESTIMATORS}
+    assert DEFAULT_ESTIMATOR in ESTIMATORS
+    assert UnlearnJob(method="memgp").penalty_estimator == "finite_difference"  # eval mode
+    assert UnlearnJob(method="memgp", model_mode="train").penalty_estimator == "exact"
     assert UnlearnJob.model_fields["gp_fd_step"].default == DEFAULT_FD_STEP

@@ -277,8 +277,11 @@ def test_estimator_lazy_and_sync_batchnorm_validation():
     with pytest.raises(ValueError, match="nothing to optimise"):
         UnlearnJob(method="memgp", a=0, gp_every=4)
     with pytest.raises(ValueError, match="SyncBatchNorm has no double backward"):
-        UnlearnJob(method="memgp", sync_batchnorm=True)
-    UnlearnJob(method="memgp", sync_batchnorm=True, gp_estimator="finite_difference")
+        UnlearnJob(method="memgp", sync_batchnorm=True, gp_estimator="exact")
+    with pytest.raises(ValueError, match="SyncBatchNorm has no double backward"):
+        UnlearnJob(method="memgp", sync_batchnorm=True, model_mode="train")  # auto: exact in train mode
+    UnlearnJob(method="memgp", sync_batchnorm=True)  # auto: finite_difference in eval mode
+    UnlearnJob(method="memgp", sync_batchnorm=True, gp_estimator="finite_difference", model_mode="train")
     UnlearnJob(method="finetune", sync_batchnorm=True)
     with pytest.raises(ValueError):
         UnlearnJob(method="memgp", gp_estimator="guess")

@@ -9,8 +9,10 @@ Keys (defaults follow the paper where it says, and the CIFAR prototype in ``shar
                       attack to chance, but by making every output insensitive to its input (view cosine 0.999 on
                       every split) at a cost in kNN accuracy; a=1 keeps the encoder.
     form              wgan | squared | linear: the penalty formula (see trainables/losses/penalty_forms.py)
-    gp_estimator      exact (double backward) | finite_difference: how the penalty's parameter gradient is computed
-                      (trainables/losses/finite_difference.py); gp_fd_step its relative step
+    gp_estimator      auto | exact (double backward) | finite_difference: how the penalty's parameter gradient is
+                      computed (trainables/losses/finite_difference.py); gp_fd_step its relative step. auto =
+                      finite_difference in eval mode (there it equals the double backward to rounding and is
+                      faster, docs/unlearning.md), exact in train mode
     gp_every          lazy penalty (StyleGAN2's lazy R1): the penalty on every k-th step only, its weight times k
     sync_batchnorm    under DDP, BatchNorm as SyncBatchNorm (needs gp_estimator=finite_difference for gp/memgp)
     train_term_source forget (the paper: L_train on the data being forgotten) | retain
@@ -50,9 +52,10 @@ class UnlearnJob(StrictModel):
     # Literal values and default mirror trainables.losses.penalty_forms (FORMS, DEFAULT_FORM; a test checks it),
     # spelled out so that reading a config never imports torch.
     form: Literal["wgan", "squared", "linear"] = Field("squared", description="penalty formula")
-    # Literal values and default mirror trainables.losses.penalty_estimators (ESTIMATORS, DEFAULT_ESTIMATOR).
-    gp_estimator: Literal["exact", "finite_difference"] = Field(
-        "exact", description="penalty gradient: exact double backward or a finite difference (no double backward)")
+    # Literal values mirror trainables.losses.penalty_estimators.ESTIMATORS, plus "auto" (a test checks it).
+    gp_estimator: Literal["auto", "exact", "finite_difference"] = Field(
+        "auto", description="penalty gradient: exact double backward, a finite difference (no double backward), "
+                            "or auto: finite_difference in eval mode, exact in train mode")
     gp_fd_step: float = Field(2e-4, gt=0, lt=1, description="finite_difference: step relative to ||x_i||")
     gp_every: int = Field(1, ge=1, description="lazy penalty: apply it every k-th step, weight times k")
     sync_batchnorm: bool = Field(False, description="under DDP, convert BatchNorm to SyncBatchNorm for the run")
@@ -94,7 +97,7 @@ class UnlearnJob(StrictModel):
             raise ValueError(f"gp_every={self.gp_every} with a=0 (and c=0) leaves steps with nothing to optimise; "
                              f"use gp_every=1 or a > 0")
         if (self.sync_batchnorm and self.method in PENALTY_METHODS and self.b > 0
-                and self.gp_estimator == "exact"):
+                and self.penalty_estimator == "exact"):
             raise ValueError("sync_batchnorm: SyncBatchNorm has no double backward, which the exact gradient "
                              "penalty needs; set gp_estimator=finite_difference")
         return self
@@ -104,6 +107,13 @@ class UnlearnJob(StrictModel):
         """The optimiser section, in the shape :func:`~trainables.loops.context.build_optimizer` takes."""
         return OptimConfig(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
                            momentum=self.momentum, batch_size=max(self.batch_size, 2), epochs=self.epochs)
+
+    @property
+    def penalty_estimator(self) -> str:
+        """``gp_estimator`` with ``auto`` resolved: finite_difference in eval mode, exact in train mode."""
+        if self.gp_estimator == "auto":
+            return "finite_difference" if self.eval_mode else "exact"
+        return self.gp_estimator
 
     @property
     def eval_mode(self) -> bool:

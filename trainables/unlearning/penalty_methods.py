@@ -8,7 +8,7 @@ L_train is taken on the forget batch (the paper) or on a retain batch (``train_t
 sees clean images unless ``penalty_on_augmented``. Terms with weight 0 are not computed.
 
 The penalty's parameter gradient comes from ``gp_estimator`` (``exact`` double backward or ``finite_difference``,
-``trainables/losses/finite_difference.py``). ``gp_every=k`` makes it lazy (StyleGAN2's lazy R1 regularisation,
+``trainables/losses/finite_difference.py``; ``auto``, the default: finite_difference in eval mode). ``gp_every=k`` makes it lazy (StyleGAN2's lazy R1 regularisation,
 Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN"): the penalty is taken on every k-th
 step only, with weight ``k * b``, so its average pull is unchanged while k-1 of k steps skip its cost. Each step returns every
 component (unweighted) for the per-epoch log, plus ``loss``, the weighted total, and ``grad_norm``, the mean
@@ -36,7 +36,7 @@ def _penalty_weight(data: StepData, job) -> float:
 
 
 def _estimator(job) -> dict:
-    return {"estimator": job.gp_estimator, "fd_step": job.gp_fd_step}
+    return {"estimator": job.penalty_estimator, "fd_step": job.gp_fd_step}
 
 
 def _train_term(model: nn.Module, data: StepData, job) -> Tensor:
