@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 _PASS_THROUGH = (nn.Identity, nn.Flatten, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AvgPool1d, nn.AvgPool2d,
                  nn.Dropout, nn.Sequential, nn.ModuleList, nn.ModuleDict)
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)  # SyncBatchNorm: plain BatchNorm in eval mode
 
 
 class Gates(dict):
