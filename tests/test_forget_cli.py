@@ -105,10 +105,10 @@ def test_retrain_command_writes_a_retrain_checkpoint(base, tmp_path, capsys):
     assert "retrain on a simclr model" in capsys.readouterr().out
 
 
-def _nan_penalty(model, x, form="squared"):
+def _nan_penalty(model, x, form="squared", **estimator):
     from trainables.losses.member_gradient_penalty import member_gradient_penalty as real
 
-    penalty = real(model, x, form)
+    penalty = real(model, x, form, **estimator)
     return Penalty(penalty.loss * float("nan"), penalty.grad_norms)
 
 

@@ -148,3 +148,134 @@ def test_the_unlearning_config_offers_exactly_the_penalty_forms():
 
     field = UnlearnJob.model_fields["form"]
     assert field.default == DEFAULT_FORM and set(get_args(field.annotation)) == set(FORMS)
+
+
+def _small_cnn(norm: str, train: bool) -> nn.Module:
+    """The product's small CNN (width 4): BatchNorm in eval mode with non-trivial running statistics (the
+    penalty methods' default), or GroupNorm in train mode (per sample, but curved in the input)."""
+    from trainables.models.backbones import small_cnn
+
+    torch.manual_seed(0)
+    backbone, _ = small_cnn(width=4, norm=norm)
+    for m in backbone.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    net = nn.Module()
+    net.backbone = backbone
+    net.forward = lambda x, labels=None, task="embed": net.backbone(x)  # noqa: E731
+    return net.train(train)
+
+
+def _grads(model: nn.Module) -> torch.Tensor:
+    return torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).flatten() for q in model.parameters()])
+
+
+FD_MODELS = {
+    "linear": lambda: Linear(torch.randn(4, 3 * 8 * 8, generator=torch.Generator().manual_seed(0))),
+    "cnn_batchnorm_eval": lambda: _small_cnn("batch", train=False),
+    "cnn_groupnorm_train": lambda: _small_cnn("group", train=True),
+}
+
+
+@pytest.mark.parametrize("equation", ["memgp", "gp"])
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("model_name", sorted(FD_MODELS))
+def test_finite_difference_gradient_matches_the_double_backward(model_name, form, equation):
+    # float32, the default path (what runs use). Measured relative errors: linear 1e-4 (forward difference at the
+    # default step: exact but for cancellation), BatchNorm eval 2e-7 (the bias-free pass through the held ReLU
+    # gates), GroupNorm train ~1.5% (forward difference: O(h) curvature): the issue's bounds (cosine >= 0.99, 5%)
+    # leave a wide margin.
+    model = FD_MODELS[model_name]()
+    gen = torch.Generator().manual_seed(1)
+    x_member, x_ref = torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
+
+    def penalty(estimator):
+        model.zero_grad()
+        if equation == "memgp":
+            p = member_gradient_penalty(model, x_member, form, estimator=estimator)
+        else:
+            p = gradient_penalty(model, x_member, x_ref, form, generator=torch.Generator().manual_seed(7),
+                                 estimator=estimator)
+        p.loss.backward()
+        return float(p.loss.detach()), p.grad_norms, _grads(model)
+
+    value, norms, exact = penalty("exact")
+    fd_value, fd_norms, fd = penalty("finite_difference")
+    assert fd_value == pytest.approx(value, rel=1e-5)  # the same penalty value is logged either way
+    torch.testing.assert_close(fd_norms, norms)
+    assert exact.norm() > 0
+    assert float(torch.nn.functional.cosine_similarity(fd, exact, dim=0)) >= 0.99
+    assert float((fd - exact).norm() / exact.norm()) <= 0.05
+
+
+def test_the_forward_difference_is_exact_in_float64_when_relu_gates_are_held():
+    # With the gates held, a ReLU network with eval-mode BatchNorm is affine along u: at any step, and by the
+    # bias-free pass (no step), only rounding is left.
+    from trainables.losses.finite_difference import finite_difference_penalty
+
+    model = _small_cnn("batch", train=False).double()
+    x = torch.randn(6, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    model.zero_grad()
+    member_gradient_penalty(model, x, "squared").loss.backward()
+    exact = _grads(model)
+    for step, held_linear in ((1e-2, False), (1e-6, False), (1e-2, None)):
+        model.zero_grad()
+        finite_difference_penalty(model, x, "squared", step=step, held_linear=held_linear).loss.backward()
+        torch.testing.assert_close(_grads(model), exact, rtol=1e-7, atol=1e-10)
+    assert all("forward" not in vars(m) for m in model.backbone.modules())  # every override removed
+
+
+def test_held_gates_choose_the_bias_free_pass_only_for_affine_layers():
+    from trainables.losses.held_gates import is_gated_linear, recorded_gates
+
+    def linear_after_forward(model, shape=(2, 3, 8, 8)):
+        with recorded_gates(model) as gates:
+            model(torch.randn(shape))
+        return is_gated_linear(gates), sum(len(masks) for masks in gates.values())
+
+    assert linear_after_forward(_small_cnn("batch", train=False)) == (True, 4)  # 4 ReLU calls recorded
+    assert not linear_after_forward(_small_cnn("batch", train=True))[0]  # batch statistics: curved
+    assert not linear_after_forward(_small_cnn("group", train=False))[0]
+    assert not linear_after_forward(TanhNet(), (2, 12))[0]
+
+
+def test_penalty_slopes_are_the_forms_derivatives_and_unknown_estimators_are_refused():
+    from trainables.losses.finite_difference import penalty_slopes
+    from trainables.losses.penalty_estimators import input_gradient_penalty
+
+    n = torch.tensor([0.5, 2.0, 3.0])
+    torch.testing.assert_close(penalty_slopes(n, "squared"), 2 * n / 3)
+    torch.testing.assert_close(penalty_slopes(n, "wgan"), 2 * (n - 1) / 3)
+    torch.testing.assert_close(penalty_slopes(n, "linear"), torch.full((3,), 1 / 3))
+    with pytest.raises(ValueError, match="exact, finite_difference"):
+        input_gradient_penalty(Linear(torch.ones(2, 4)), torch.ones(1, 4), estimator="guess")
+
+
+def test_the_unlearning_config_offers_exactly_the_estimators():
+    from typing import get_args
+
+    from trainables.losses import DEFAULT_ESTIMATOR, DEFAULT_FD_STEP, ESTIMATORS
+    from trainables.unlearning.config import UnlearnJob
+
+    field = UnlearnJob.model_fields["gp_estimator"]
+    assert field.default == "auto" and set(get_args(field.annotation)) == {"auto", *ESTIMATORS}
+    assert DEFAULT_ESTIMATOR in ESTIMATORS
+    assert UnlearnJob(method="memgp").penalty_estimator == "finite_difference"  # eval mode
+    assert UnlearnJob(method="memgp", model_mode="train").penalty_estimator == "exact"
+    assert UnlearnJob.model_fields["gp_fd_step"].default == DEFAULT_FD_STEP
+
+
+def test_finite_difference_through_syncbatchnorm_matches_the_exact_plain_batchnorm_gradient():
+    # What sync_batchnorm=true runs (SyncBatchNorm has no double backward); in eval mode it is plain BatchNorm, and
+    # the estimator's first-order passes give the double backward's gradient of the plain-BatchNorm twin.
+    plain, synced = _small_cnn("batch", train=False), _small_cnn("batch", train=False)
+    synced.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(synced.backbone)
+    synced.train(False)
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for model, estimator in ((plain, "exact"), (synced, "finite_difference")):
+        member_gradient_penalty(model, x, "squared", estimator=estimator).loss.backward()
+        grads.append(_grads(model))
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) <= 1e-5  # measured 1.6e-7 (float32 rounding)

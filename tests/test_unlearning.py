@@ -18,6 +18,7 @@ from trainables.losses import member_gradient_penalty
 from trainables.models.base import embed_all
 from trainables.unlearning import UnlearnJob, check_compatible, unlearn
 from trainables.unlearning.loop import balanced_batch_size
+from trainables.unlearning.registry import STEP_METHODS
 from trainables.unlearning.terms import random_other_labels
 
 QUIET = {"progress": False}
@@ -225,3 +226,83 @@ def test_balanced_batch_size():
     assert balanced_batch_size(129, 64) == 43
     assert balanced_batch_size(64, 16, world_size=2) == 16
     assert balanced_batch_size(1, 128) == 1
+
+
+def test_finite_difference_memgp_follows_the_exact_run(pretrained):
+    # Same seeds, SGD: per-step gradients agree to ~0.5% (tests/test_losses.py), so two epochs of the penalty
+    # trajectory agree to ~1% while the penalty itself falls by far more.
+    pjob, _, source, splits = pretrained
+    runs = {}
+    for estimator in ("exact", "finite_difference"):
+        _, model, _, _ = fresh(pretrained)
+        job = UnlearnJob(method="memgp", a=1, b=1, epochs=2, optimizer="sgd", lr=0.05, gp_estimator=estimator,
+                         monitor=False, runtime=QUIET)
+        runs[estimator] = unlearn(model, source, splits, splits["forget"], job, pretrain_job=pjob)
+    exact, fd = runs["exact"][1], runs["finite_difference"][1]
+    assert exact[-1]["memgp"] < 0.8 * exact[0]["memgp"]
+    for e, f in zip(exact, fd, strict=True):
+        assert f["memgp"] == pytest.approx(e["memgp"], rel=0.02)
+        assert f["train"] == pytest.approx(e["train"], rel=0.02)
+
+
+_SPIED: list = []
+
+
+def _spy_memgp_step(model, data, job):
+    """memgp's step, recording what each step computed (the registry names steps as "module:function")."""
+    terms = STEP_METHODS["memgp"].step(model, data, job)
+    _SPIED.append((data.step, {k: float(v.detach()) for k, v in terms.items()}))
+    return terms
+
+
+def test_lazy_penalty_runs_every_kth_step_with_k_times_the_weight(pretrained):
+    from trainables.unlearning.loop import step_loop
+
+    pjob, model, source, splits = fresh(pretrained)
+    seen = _SPIED
+    seen.clear()
+    method = dataclasses.replace(STEP_METHODS["memgp"], step_ref=f"{__name__}:_spy_memgp_step")
+    ids = {"forget": splits["forget"], "retain": splits["retain"], "nonmember_ref": splits["nonmember_ref"],
+           "nonmember_eval": splits["nonmember_eval"]}
+    job = UnlearnJob(method="memgp", a=1, b=0.5, epochs=2, batch_size=10, gp_every=3, monitor=False, runtime=QUIET)
+    _, history = step_loop(job, model, source, method, ids, LoopContext(progress=False), augment=pjob.augment)
+    steps = [s for s, _ in seen]
+    assert steps == list(range(len(seen))) and len(seen) >= 6  # the run's step counter, across epochs
+    for step, terms in seen:
+        if step % 3 == 0:
+            assert terms["loss"] == pytest.approx(terms["train"] + 3 * 0.5 * terms["memgp"], rel=1e-5)
+        else:
+            assert "memgp" not in terms and terms["loss"] == pytest.approx(terms["train"], rel=1e-6)
+    first_epoch = [t["memgp"] for s, t in seen[: len(seen) // 2] if "memgp" in t]
+    assert history[0]["memgp"] == pytest.approx(np.mean(first_epoch), rel=1e-5)  # averaged over its own steps
+
+
+def test_estimator_lazy_and_sync_batchnorm_validation():
+    assert UnlearnJob(method="memgp").gp_every == 1
+    with pytest.raises(ValueError, match="nothing to optimise"):
+        UnlearnJob(method="memgp", a=0, gp_every=4)
+    with pytest.raises(ValueError, match="SyncBatchNorm has no double backward"):
+        UnlearnJob(method="memgp", sync_batchnorm=True, gp_estimator="exact")
+    with pytest.raises(ValueError, match="SyncBatchNorm has no double backward"):
+        UnlearnJob(method="memgp", sync_batchnorm=True, model_mode="train")  # auto: exact in train mode
+    UnlearnJob(method="memgp", sync_batchnorm=True)  # auto: finite_difference in eval mode
+    UnlearnJob(method="memgp", sync_batchnorm=True, gp_estimator="finite_difference", model_mode="train")
+    UnlearnJob(method="finetune", sync_batchnorm=True)
+    with pytest.raises(ValueError):
+        UnlearnJob(method="memgp", gp_estimator="guess")
+
+
+def test_sync_batchnorm_is_swapped_in_for_the_run_and_back(pretrained):
+    from torch import nn
+
+    from trainables.unlearning.sync_batchnorm import synced_batchnorm
+
+    _, model, _, _ = fresh(pretrained)
+    before = [type(m) for m in model.modules()]
+    weight = model.backbone[1].weight
+    with synced_batchnorm(model, enabled=True, device_type="cuda") as inside:  # the swap itself; no forward
+        assert isinstance(inside.backbone[1], nn.SyncBatchNorm) and inside.backbone[1].weight is weight
+        assert not any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) for m in inside.modules())
+    assert [type(m) for m in model.modules()] == before
+    with pytest.raises(UserError, match="needs an accelerator"), synced_batchnorm(model, enabled=True):
+        pass  # DDP refuses SyncBatchNorm on CPU

@@ -131,15 +131,16 @@ def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from orchestrator.run.worker import WorkerRun, train_fn_per_worker
+    from orchestrator.run.worker import WorkerRun
+    from orchestrator.run.worker_entry import pack, train_fn
 
     resources = {"CPU": options.cpus_per_worker, **({"GPU": 1} if options.use_gpu else {})}
     run = WorkerRun(plan.storage, plan.name, options.checkpoint_every, os.getcwd(),
                     threads=max(1, int(options.cpus_per_worker)), inject_fault=options.inject_fault,
                     console=console_settings())
     return TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config={"task": task, "run": run},
+        train_fn,  # a light entry: Ray's controller need not import torch / the task (orchestrator/run/worker_entry.py)
+        train_loop_config=pack({"task": task, "run": run}),
         scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=options.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=plan.name, **plan.storage.ray_storage_kwargs(),

@@ -39,6 +39,8 @@ from trainables.loops.context import LoopContext
 from trainables.loops.rank_metrics import merge_rank_metrics
 from trainables.models.base import unwrap
 
+_IMPORTED_AT = time.time()  # this module and its imports (torch, lightly, ...) done: start-up breakdown
+
 
 @dataclass(frozen=True)
 class WorkerRun:
@@ -55,6 +57,17 @@ class WorkerRun:
 
 def checkpoint_dir_name(epoch: int) -> str:
     return f"epoch_{epoch:04d}"
+
+
+def process_started_at() -> float | None:
+    """Wall-clock time this process was created (Linux ``/proc``), for the start-up breakdown; None elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -102,7 +115,8 @@ def _train(task: TrainTask, run: WorkerRun, started_at: float) -> dict[str, Any]
     task.train(job, ctx, setup)
     if rank != 0:
         return None
-    return {"resumed_from_epoch": start_epoch, "started_at": started_at, "reports": reporter.reported}
+    return {"resumed_from_epoch": start_epoch, "started_at": started_at, "reports": reporter.reported,
+            "process_started_at": process_started_at(), "imported_at": _IMPORTED_AT}
 
 
 def _log(message: str) -> None:

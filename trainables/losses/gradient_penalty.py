@@ -15,8 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainables.losses.input_gradient import Penalty, input_gradient_norms
-from trainables.losses.penalty_forms import DEFAULT_FORM, reduce_penalty
+from trainables.losses.finite_difference import DEFAULT_FD_STEP
+from trainables.losses.input_gradient import Penalty
+from trainables.losses.penalty_estimators import DEFAULT_ESTIMATOR, input_gradient_penalty
+from trainables.losses.penalty_forms import DEFAULT_FORM
 
 
 def interpolate(x_member: Tensor, x_nonmember_ref: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -31,8 +33,9 @@ def interpolate(x_member: Tensor, x_nonmember_ref: Tensor, generator: torch.Gene
 
 
 def gradient_penalty(model: nn.Module, x_member: Tensor, x_nonmember_ref: Tensor, form: str = DEFAULT_FORM, *,
-                     generator: torch.Generator | None = None) -> Penalty:
-    """Members and reference non-members, both (B, 3, S, S) -> :class:`Penalty` at their random interpolates."""
+                     generator: torch.Generator | None = None, estimator: str = DEFAULT_ESTIMATOR,
+                     fd_step: float = DEFAULT_FD_STEP) -> Penalty:
+    """Members and reference non-members, both (B, 3, S, S) -> :class:`Penalty` at their random interpolates
+    (``estimator``: ``exact`` double backward or ``finite_difference``, see ``penalty_estimators.py``)."""
     z = interpolate(x_member.detach(), x_nonmember_ref.detach(), generator)
-    norms = input_gradient_norms(model, z)
-    return Penalty(reduce_penalty(norms, form), norms.detach())
+    return input_gradient_penalty(model, z, form, estimator=estimator, fd_step=fd_step)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from trainables.losses.input_gradient import Penalty, input_gradient_norms
-from trainables.losses.penalty_forms import DEFAULT_FORM, reduce_penalty
+from trainables.losses.finite_difference import DEFAULT_FD_STEP
+from trainables.losses.input_gradient import Penalty
+from trainables.losses.penalty_estimators import DEFAULT_ESTIMATOR, input_gradient_penalty
+from trainables.losses.penalty_forms import DEFAULT_FORM
 
 
-def member_gradient_penalty(model: nn.Module, x_member: Tensor, form: str = DEFAULT_FORM) -> Penalty:
-    """x_member (B, 3, S, S), normalised images -> :class:`Penalty` (scalar loss, (B,) gradient norms)."""
-    norms = input_gradient_norms(model, x_member)
-    return Penalty(reduce_penalty(norms, form), norms.detach())
+def member_gradient_penalty(model: nn.Module, x_member: Tensor, form: str = DEFAULT_FORM, *,
+                            estimator: str = DEFAULT_ESTIMATOR, fd_step: float = DEFAULT_FD_STEP) -> Penalty:
+    """x_member (B, 3, S, S), normalised images -> :class:`Penalty` (scalar loss, (B,) gradient norms);
+    ``estimator``: ``exact`` double backward or ``finite_difference`` (see ``penalty_estimators.py``)."""
+    return input_gradient_penalty(model, x_member, form, estimator=estimator, fd_step=fd_step)

@@ -9,6 +9,12 @@ Keys (defaults follow the paper where it says, and a measured CIFAR prototype (d
                       attack to chance, but by making every output insensitive to its input (view cosine 0.999 on
                       every split) at a cost in kNN accuracy; a=1 keeps the encoder.
     form              wgan | squared | linear: the penalty formula (see trainables/losses/penalty_forms.py)
+    gp_estimator      auto | exact (double backward) | finite_difference: how the penalty's parameter gradient is
+                      computed (trainables/losses/finite_difference.py); gp_fd_step its relative step. auto =
+                      finite_difference in eval mode (there it equals the double backward to rounding and is
+                      faster, docs/unlearning.md), exact in train mode
+    gp_every          lazy penalty (StyleGAN2's lazy R1): the penalty on every k-th step only, its weight times k
+    sync_batchnorm    under DDP, BatchNorm as SyncBatchNorm (needs gp_estimator=finite_difference for gp/memgp)
     train_term_source forget (the paper: L_train on the data being forgotten) | retain
     epochs            unlearning epochs (paper: 10); retrain uses the parent's pretraining recipe (retrain_epochs)
     lr, optimizer, weight_decay, momentum, batch_size, retain_batch_size
@@ -43,6 +49,13 @@ class UnlearnJob(StrictModel):
     # Literal values and default mirror trainables.losses.penalty_forms (FORMS, DEFAULT_FORM; a test checks it),
     # spelled out so that reading a config never imports torch.
     form: Literal["wgan", "squared", "linear"] = Field("squared", description="penalty formula")
+    # Literal values mirror trainables.losses.penalty_estimators.ESTIMATORS, plus "auto" (a test checks it).
+    gp_estimator: Literal["auto", "exact", "finite_difference"] = Field(
+        "auto", description="penalty gradient: exact double backward, a finite difference (no double backward), "
+                            "or auto: finite_difference in eval mode, exact in train mode")
+    gp_fd_step: float = Field(2e-4, gt=0, lt=1, description="finite_difference: step relative to ||x_i||")
+    gp_every: int = Field(1, ge=1, description="lazy penalty: apply it every k-th step, weight times k")
+    sync_batchnorm: bool = Field(False, description="under DDP, convert BatchNorm to SyncBatchNorm for the run")
     train_term_source: Literal["forget", "retain"] = Field("forget", description="data L_train is taken on")
     penalty_on_augmented: bool = Field(False, description="penalise augmented views instead of clean images")
     epochs: int = Field(10, ge=1, description="unlearning epochs (paper: 10)")
@@ -81,6 +94,13 @@ class UnlearnJob(StrictModel):
             raise ValueError(f"{self.method}: every loss weight (a, b, c) is 0; nothing would be optimised")
         if self.method == "memgp" and self.c != 0:
             raise ValueError("memgp (Eq. 3) has no L_Norm term; set c=0 or use method=gp")
+        if self.method in PENALTY_METHODS and self.gp_every > 1 and self.a == 0 and self.c == 0:
+            raise ValueError(f"gp_every={self.gp_every} with a=0 (and c=0) leaves steps with nothing to optimise; "
+                             f"use gp_every=1 or a > 0")
+        if (self.sync_batchnorm and self.method in PENALTY_METHODS and self.b > 0
+                and self.penalty_estimator == "exact"):
+            raise ValueError("sync_batchnorm: SyncBatchNorm has no double backward, which the exact gradient "
+                             "penalty needs; set gp_estimator=finite_difference")
         return self
 
     @property
@@ -88,6 +108,13 @@ class UnlearnJob(StrictModel):
         """The optimiser section, in the shape :func:`~trainables.loops.context.build_optimizer` takes."""
         return OptimConfig(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
                            momentum=self.momentum, batch_size=max(self.batch_size, 2), epochs=self.epochs)
+
+    @property
+    def penalty_estimator(self) -> str:
+        """``gp_estimator`` with ``auto`` resolved: finite_difference in eval mode, exact in train mode."""
+        if self.gp_estimator == "auto":
+            return "finite_difference" if self.eval_mode else "exact"
+        return self.gp_estimator
 
     @property
     def eval_mode(self) -> bool:

@@ -40,6 +40,7 @@ from trainables.loops.context import (
 from trainables.models.base import unwrap
 from trainables.unlearning.registry import MethodInfo
 from trainables.unlearning.step_data import StepData, StreamDrawer
+from trainables.unlearning.sync_batchnorm import synced_batchnorm
 from trainables.utility.measure import classifier_accuracy, encoder_utility
 
 _STREAM_SEED_OFFSET = {"forget": 1, "retain": 2, "nonmember_ref": 3}
@@ -119,7 +120,8 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
     drawers = {split: StreamDrawer(source, ids[split]) for split in method.streams(job)}
 
     uses_head = method.uses_train_objective(job)
-    with unlearning_setup(model, embed_output=job.embed_output, uses_head=uses_head):
+    sync_bn = synced_batchnorm(model, enabled=job.sync_batchnorm and ctx.world_size > 1, device_type=device.type)
+    with unlearning_setup(model, embed_output=job.embed_output, uses_head=uses_head), sync_bn:
         model = ctx.prepare_model(place_model(model, job.runtime, device))
         epochs = job.epochs
         total_steps = epochs * max(len(loader), 1)
@@ -142,11 +144,12 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
                 drawer.reseed(epoch_seed(job.runtime.seed + _STREAM_SEED_OFFSET[split], epoch, ctx.rank))
             model.train(not job.eval_mode)
             sums: dict[str, float] = {}
+            counts: dict[str, int] = {}  # per term: a lazy penalty (gp_every > 1) is there on some steps only
             count = 0
             for images, labels, sample_ids in ctx.batches(loader, epoch=epoch, epochs=epochs,
                                                           label=f"{job.method} "):
                 data = StepData(images, labels, sample_ids, device, views, drawers, job.runtime.channels_last,
-                                progress=step / max(total_steps, 1), seed=job.runtime.seed)
+                                progress=step / max(total_steps, 1), seed=job.runtime.seed, step=step)
                 with autocast(job.runtime, device):
                     terms = method.step(model, data, job)
                 values = {k: float(v.detach()) for k, v in terms.items()}
@@ -161,9 +164,10 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
                     unwrap(model).momentum_step(step, total_steps)
                 for term, value in values.items():
                     sums[term] = sums.get(term, 0.0) + value * len(images)
+                    counts[term] = counts.get(term, 0) + len(images)
                 count += len(images)
             elapsed = time.perf_counter() - t0
-            metrics: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
+            metrics: dict[str, Any] = {"epoch": epoch + 1, **{k: v / counts[k] for k, v in sums.items()},
                                        "epoch_time_s": elapsed, "samples_per_s": count / max(elapsed, 1e-9)}
             if epoch + 1 == epochs:
                 if job.sync_momentum_target:

@@ -5,7 +5,12 @@
 - ``memgp`` (Eq. 3): L = a * L_train + b * L_MEMGP, the penalty on the forget samples themselves (Algorithm 2).
 
 L_train is taken on the forget batch (the paper) or on a retain batch (``train_term_source=retain``). The penalty
-sees clean images unless ``penalty_on_augmented``. Terms with weight 0 are not computed. Each step returns every
+sees clean images unless ``penalty_on_augmented``. Terms with weight 0 are not computed.
+
+The penalty's parameter gradient comes from ``gp_estimator`` (``exact`` double backward or ``finite_difference``,
+``trainables/losses/finite_difference.py``; ``auto``, the default: finite_difference in eval mode). ``gp_every=k`` makes it lazy (StyleGAN2's lazy R1 regularisation,
+Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN"): the penalty is taken on every k-th
+step only, with weight ``k * b``, so its average pull is unchanged while k-1 of k steps skip its cost. Each step returns every
 component (unweighted) for the per-epoch log, plus ``loss``, the weighted total, and ``grad_norm``, the mean
 per-sample input-gradient norm behind the penalty.
 """
@@ -23,6 +28,17 @@ def _penalty_input(data: StepData, images: Tensor, job) -> Tensor:
     return data.augmented(images, 1)[0] if job.penalty_on_augmented else data.clean(images)
 
 
+def _penalty_weight(data: StepData, job) -> float:
+    """``b``; under ``gp_every=k``: ``k * b`` on every k-th step of the run, 0 on the others."""
+    if job.gp_every == 1:
+        return job.b
+    return job.b * job.gp_every if data.step % job.gp_every == 0 else 0.0
+
+
+def _estimator(job) -> dict:
+    return {"estimator": job.penalty_estimator, "fd_step": job.gp_fd_step}
+
+
 def _train_term(model: nn.Module, data: StepData, job) -> Tensor:
     if job.train_term_source == "retain":
         images, labels = data.draw("retain", job.retain_batch_size or max(len(data.images), 2))
@@ -38,11 +54,11 @@ def gp_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor]:
     if job.a > 0:
         terms["train"] = _train_term(model, data, job)
         total = total + job.a * terms["train"]
-    if job.b > 0:
+    if (b := _penalty_weight(data, job)) > 0:
         ref_images, _ = data.draw("nonmember_ref", len(data.images))
-        penalty = gradient_penalty(model, x, _penalty_input(data, ref_images, job), job.form)
+        penalty = gradient_penalty(model, x, _penalty_input(data, ref_images, job), job.form, **_estimator(job))
         terms["gp"], terms["grad_norm"] = penalty.loss, penalty.grad_norms.mean()
-        total = total + job.b * penalty.loss
+        total = total + b * penalty.loss
     if job.c > 0:
         terms["norm"] = output_norm(model, x)
         total = total + job.c * terms["norm"]
@@ -56,8 +72,8 @@ def memgp_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor]:
     if job.a > 0:
         terms["train"] = _train_term(model, data, job)
         total = total + job.a * terms["train"]
-    if job.b > 0:
-        penalty = member_gradient_penalty(model, _penalty_input(data, data.images, job), job.form)
+    if (b := _penalty_weight(data, job)) > 0:
+        penalty = member_gradient_penalty(model, _penalty_input(data, data.images, job), job.form, **_estimator(job))
         terms["memgp"], terms["grad_norm"] = penalty.loss, penalty.grad_norms.mean()
-        total = total + job.b * penalty.loss
+        total = total + b * penalty.loss
     return {"loss": total, **terms}

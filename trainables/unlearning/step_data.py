@@ -56,6 +56,7 @@ class StepData:
     channels_last: bool = False
     progress: float = 0.0  # fraction of the run done before this step, in [0, 1)
     seed: int = 0
+    step: int = 0  # optimiser steps taken before this one in the run (the same on every rank; kept on resume)
 
     def draw(self, split: str, n: int) -> tuple[Tensor, Tensor]:
         return self.drawers[split].draw(n)
