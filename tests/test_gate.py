@@ -172,3 +172,24 @@ def test_migration_from_a_schema_1_ledger_keeps_every_row(tmp_path):
         cols = {r[1] for r in led.conn.execute("PRAGMA table_info(batches)")}
     assert {"verdict", "test", "statistic", "p_value", "alpha", "parent_p_value", "n_forget", "n_nonmember",
             "reference_k", "attack", "evidence_sha256"} <= cols
+
+
+def test_evaluate_warns_when_the_original_shows_no_membership_signal():
+    from types import SimpleNamespace
+
+    from orchestrator.commands.evaluate import warn_without_signal
+
+    def evaluation(shift: float):
+        rng = np.random.default_rng(0)
+        scores = {"forget": rng.normal(shift, 1, 60), "nonmember": rng.normal(0, 1, 60)}
+        attack = SimpleNamespace(sample_scores=scores)
+        return SimpleNamespace(reports={"original": SimpleNamespace(attacks={"a": attack})}, primary="a", notes=[])
+
+    logged: list[str] = []
+    flat = evaluation(0.0)
+    warn_without_signal(flat, logged.append)
+    assert logged and logged[0].startswith("warning: the original model shows no membership signal")
+    assert flat.notes[0].startswith("WARNING:")
+    clear = evaluation(1.0)
+    warn_without_signal(clear, logged.append)
+    assert len(logged) == 1 and clear.notes == []
