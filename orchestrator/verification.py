@@ -184,11 +184,20 @@ class GateScores:
 
 @dataclass
 class VerificationResult:
+    """What an executor's ``verify`` returns. ``verdict`` defaults from ``passed`` (an executor that only says
+    passed / not passed is never read as verified when it failed); ``evidence``: (sample_id, role, model, score)."""
+
     passed: bool
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
-    verdict: Verdict = "verified"
+    verdict: Verdict | None = None
     evidence: list[tuple[int, str, str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdict is None:
+            self.verdict = "verified" if self.passed else "failed"
+        if self.passed != (self.verdict == "verified"):
+            raise ValueError(f"inconsistent verification result: passed={self.passed}, verdict {self.verdict!r}")
 
     @property
     def verification(self) -> dict[str, Any]:
