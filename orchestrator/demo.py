@@ -72,8 +72,9 @@ class DemoSettings:
 
 # The scheduled batch's unlearning config on the demo encoder, calibrated against the statistical gate (docs/demo.md):
 # memgp (Eq. 3) leaves the batch detectable (attack AUC 0.57-0.59 on 80 ids vs 350 non-members, p ~0.01-0.02, at
-# every lr / epochs / weight tried), alignment calibration with weight 10 brings it to 0.47 (p 0.83) and keeps kNN.
-DEMO_UNLEARNING = ["method=alignment_calibration", "alignment_weight=10", "epochs=10", "lr=0.001"]
+# every lr / epochs / weight tried); alignment calibration with weight 10 passes seed 0 (AUC 0.47) but not seed 1 (0.58),
+# weight 30 brings seed 1 to 0.44 (p 0.95) at a kNN drop of 0.013.
+DEMO_UNLEARNING = ["method=alignment_calibration", "alignment_weight=30", "epochs=10", "lr=0.001"]
 DEMO_UNLEARNING_CLASSIFIER = ["method=memgp", "a=1", "b=1", "epochs=10", "lr=0.0003"]
 
 
