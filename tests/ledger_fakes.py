@@ -3,8 +3,11 @@
 The fake executor writes real checkpoints (so integrity checks and lineage conventions are exercised) but does not
 train: it copies the parent's weights, records the cumulative ``forgotten_ids`` and ``parent`` like the real
 unlearning does, and "trains" two epochs whose progress is kept under ``storage_path/<run_name>`` so that a re-run
-with the same run name resumes, as Ray Train does. Verification metrics come from the environment:
-``FAKE_ATTACK`` (forget-set attack score, default 0.5) and ``FAKE_UNLEARN_ERROR`` (raise during unlearning).
+with the same run name resumes, as Ray Train does. The verification evidence is synthetic and deterministic: per-sample
+scores at the normal quantiles, members shifted so that the attack's AUC is ``FAKE_ATTACK`` for the candidate
+(default 0.5: forgotten) and ``FAKE_PARENT_ATTACK`` for the parent (default 0.99: detectable before), against 200
+synthetic non-members; ``FAKE_NAN=1`` makes one score NaN, ``FAKE_ACCURACY_DROP`` sets the utility drop (default
+0.01 on 400 samples), ``FAKE_VERIFY_ERROR`` / ``FAKE_UNLEARN_ERROR`` raise during verification / unlearning.
 
     --executor tests.ledger_fakes:FakeExecutor
 """
@@ -15,8 +18,19 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from orchestrator.ledger.scheduler import crash_point
-from orchestrator.ledger.verification import VerificationResult, judge
+from orchestrator.ledger.verification import GateScores, VerificationResult, decide
+
+FAKE_NONMEMBERS = 200
+
+
+def normal_scores(n: int, auc: float) -> np.ndarray:
+    """n deterministic scores at the N(d, 1) quantiles, with d such that AUC against N(0, 1) is ``auc``."""
+    from scipy.stats import norm
+
+    return np.sqrt(2) * norm.ppf(auc) + norm.ppf((np.arange(n) + 0.5) / max(n, 1))
 
 _OWN_KEYS = ("format_version", "created_at", "model_spec", "packages", "sha256")
 
@@ -74,13 +88,25 @@ class FakeExecutor:
         from orchestrator.ledger.verification import VerifyConfig
         from trainables.checkpoint import read_meta
 
+        if os.environ.get("FAKE_VERIFY_ERROR"):
+            raise OSError(os.environ["FAKE_VERIFY_ERROR"])
         forgotten = set(read_meta(candidate)["forgotten_ids"])
-        earlier = set(all_forgotten_ids) - set(batch_ids)
-        metrics = {"forget_attack": float(os.environ.get("FAKE_ATTACK", "0.5")),
-                   "accuracy_parent": 0.80, "accuracy_candidate": 0.79}
-        if earlier:  # "relearned" if the candidate lost an earlier id from its lineage
-            metrics["earlier_attack"] = 0.5 if earlier <= forgotten else 0.9
-        return judge(metrics, VerifyConfig.model_validate(config["verify"]))
+        batch = np.array(sorted(batch_ids), dtype=np.int64)
+        earlier = np.array(sorted(set(all_forgotten_ids) - set(batch_ids)), dtype=np.int64)
+        nonmembers = (np.arange(FAKE_NONMEMBERS) + 100_000, normal_scores(FAKE_NONMEMBERS, 0.5))
+        candidate_scores = normal_scores(len(batch), float(os.environ.get("FAKE_ATTACK", "0.5")))
+        if os.environ.get("FAKE_NAN"):
+            candidate_scores[0] = np.nan
+        cand = {"forget": (batch, candidate_scores), "nonmember": nonmembers}
+        if len(earlier):  # "relearned" if the candidate lost an earlier id from its lineage
+            cand["earlier"] = (earlier, normal_scores(len(earlier), 0.5 if set(earlier) <= forgotten else 0.999))
+        parent = {"forget": (batch, normal_scores(len(batch), float(os.environ.get("FAKE_PARENT_ATTACK", "0.99")))),
+                  "nonmember": nonmembers}
+        drop = float(os.environ.get("FAKE_ACCURACY_DROP", "0.01"))
+        before = (np.arange(400) < 320).astype(float)  # 0.80
+        after = (np.arange(400) < 320 - round(drop * 400)).astype(float)
+        return decide(GateScores("fake", cand, parent, before, after, "knn_acc"),
+                      VerifyConfig.model_validate(config["verify"]))
 
 
 def ledger_problems(ledger_path: str | Path) -> list[str]:

@@ -57,3 +57,19 @@ def test_protocol_errors(digits_source, splits):
     no_shadow = make_splits(digits_source, tiny_job().data)
     with pytest.raises(UserError, match="shadow_members"):
         attack_sets(no_shadow, no_shadow["forget"], threat_model="shadow")
+
+
+def test_unbalanced_sets_score_every_forget_id_and_all_of_half_b(splits):
+    forget, earlier = splits["forget"][:7], splits["forget"][7:12]
+    sets = attack_sets(splits, forget, seed=0, balanced=False, extra={"earlier": earlier})
+    assert np.array_equal(sets.score_members, np.sort(forget))
+    assert len(sets.score_nonmembers) == len(splits["nonmember_eval"]) - len(splits["nonmember_eval"]) // 2
+    # earlier forgotten ids are scored but never fitted on as "members"
+    assert np.array_equal(sets.scored_sets()["earlier"], np.sort(earlier))
+    assert len(np.intersect1d(sets.fit_ids, earlier)) == 0
+    assert set(sets.scored_sets()) == {"forget", "nonmember", "earlier"}
+
+
+def test_check_rejects_an_extra_set_that_was_fitted_on():
+    with pytest.raises(AssertionError, match="share 1 sample ids"):
+        AttackSets(np.array([1]), np.array([2]), np.array([3]), np.array([4]), extra={"earlier": np.array([1])}).check()

@@ -43,6 +43,14 @@ def verified(tmp_path, base_ckpt, monkeypatch):
     assert main(["requests", "add", "--subject", "alice", "--sample-ids", ",".join(map(str, members[:3]))]) == 0
     assert main(["requests", "add", "--subject", "bob", "--sample-ids", ",".join(map(str, members[3:5]))]) == 0
     assert main(["schedule", "run", *FAKE]) == 0
+    with Ledger(path) as led, led.transaction() as c:  # as a ledger of the release before the gate stored it
+        metrics = json.loads(c.execute("SELECT metrics FROM batches WHERE batch_id = 1").fetchone()[0])
+        metrics.pop("verification", None)
+        metrics.update(forget_attack=0.5, accuracy_parent=0.8, accuracy_candidate=0.79)
+        config = json.loads(c.execute("SELECT config FROM batches WHERE batch_id = 1").fetchone()[0])
+        config["verify"] = {"attack_metric": "accuracy", "attack_tolerance": 0.1, "max_accuracy_drop": 0.05}
+        c.execute("UPDATE batches SET metrics = ?, config = ?, evidence_sha256 = NULL, verdict = NULL "
+                  "WHERE batch_id = 1", (json.dumps(metrics), json.dumps(config)))
     return path, members[:3]
 
 

@@ -89,15 +89,16 @@ def test_schedule_appends_a_row_per_promoted_or_failed_batch(ledger, tmp_path, m
     assert main(["requests", "add", "--subject", "a", "--sample-ids", ",".join(map(str, members[:3]))]) == 0
     assert main(["schedule", "run", *fake]) == 0
     monkeypatch.setenv("FAKE_ATTACK", "0.9")  # far from chance: verification fails
-    assert main(["requests", "add", "--subject", "b", "--sample-ids", str(members[3])]) == 0
+    assert main(["requests", "add", "--subject", "b", "--sample-ids", ",".join(map(str, members[3:6]))]) == 0
     assert main(["schedule", "run", *fake]) == 1
     assert main(["schedule", "run", *fake, "--dry-run"]) == 0  # plans only: no row
 
     df = results.load(str(store), kinds=["scheduled-batch"]).sort_values("batch_id")
     assert list(df["batch_id"]) == ["1", "2"] and list(df["status"]) == ["ok", "failed"]
     ok, failed = df.to_dict("records")
-    assert ok["forget_size"] == 3 and ok["after_mia_accuracy"] == 0.5 and ok["before_knn_acc"] == 0.80
-    assert ok["after_knn_acc"] == 0.79 and ok["leakage_vs_chance"] == 0.0 and ok["dataset"] == "digits"
+    assert ok["forget_size"] == 3 and 0.3 < ok["after_mia_auc"] < 0.7 < 0.9 < ok["before_mia_auc"]
+    assert ok["before_knn_acc"] == 0.80 and ok["after_knn_acc"] == 0.79 and ok["dataset"] == "digits"
     assert json.loads(ok["extra_json"])["version"] == 2 and ok["checkpoint_uri"].endswith("batch-000001")
     extra = json.loads(failed["extra_json"])
-    assert failed["after_mia_accuracy"] == 0.9 and extra["version"] is None and "verification failed" in extra["reason"]
+    assert failed["after_mia_auc"] > 0.9 and extra["version"] is None and "verification failed" in extra["reason"]
+    assert extra["verification"]["verification"]["verdict"] == "failed"

@@ -1,8 +1,7 @@
-"""The ledger database, the lease, request intake and the verification rule (no checkpoints, no torch work)."""
+"""The ledger database, the lease and request intake (no checkpoints, no torch work); the gate: tests/test_gate.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -17,7 +16,6 @@ from orchestrator.ledger.db import Ledger, NewRequest, resolve_ledger_path
 from orchestrator.ledger.intake import check_members, parse_sample_ids, read_request_file, reject_forgotten
 from orchestrator.ledger.lease import Lease, LeaseHeld, LeaseLost
 from orchestrator.ledger.transitions import create_batch, fail_batch, run_name_for
-from orchestrator.ledger.verification import VerifyConfig, judge
 from tests.conftest import REPO_ROOT
 from trainables.errors import UserError
 
@@ -208,22 +206,3 @@ def test_batch_of_only_forgotten_ids_is_verified_by_the_current_model(ledger):
     assert batch["state"] == "done" and batch["forget_ids"] == []
     assert ledger.list_requests()[0]["status"] == "verified"
     assert len(ledger.list_models()) == 1
-
-
-@pytest.mark.parametrize("metrics, passed, words", [
-    ({"forget_attack": 0.55, "accuracy_parent": 0.8, "accuracy_candidate": 0.77}, True, ""),
-    ({"forget_attack": 0.65, "accuracy_parent": 0.8, "accuracy_candidate": 0.8}, False, "0.150 from chance"),
-    ({"forget_attack": 0.32, "accuracy_parent": 0.8, "accuracy_candidate": 0.8}, False, "0.180 from chance"),
-    ({"forget_attack": 0.5, "accuracy_parent": 0.8, "accuracy_candidate": 0.7}, False, "accuracy dropped 0.100"),
-    ({"forget_attack": 0.5, "earlier_attack": 0.7}, False, "earlier batches relearned"),
-])
-def test_judge_applies_each_rule(metrics, passed, words):
-    result = judge(metrics, VerifyConfig(attack_tolerance=0.1, max_accuracy_drop=0.05))
-    assert result.passed is passed and words in result.reason
-
-
-def test_judge_targets_the_retrained_reference_when_configured():
-    cfg = VerifyConfig(reference="/ref", attack_tolerance=0.05)
-    assert judge({"forget_attack": 0.42, "reference_attack": 0.44}, cfg).passed
-    assert "retrained reference (0.440)" in judge({"forget_attack": 0.52, "reference_attack": 0.44}, cfg).reason
-    assert json.dumps(VerifyConfig().model_dump())  # stored in the batch row as JSON

@@ -97,12 +97,14 @@ def test_failed_verification_leaves_the_current_model_untouched_then_escalates(s
     monkeypatch.setenv("FAKE_ATTACK", "0.9")  # the attack still finds the forget set
     assert main(["schedule", "run", *FAKE, "--escalate-after", "2"]) == 1
     err = capsys.readouterr().err
-    assert "batch 1 failed, nothing promoted (version 1 stays current)" in err and "0.400 from chance" in err
+    assert "batch 1 failed, nothing promoted (version 1 stays current)" in err and "still detectable" in err
     with Ledger(path) as led:
         assert led.current_model()["version"] == 1 and len(led.list_models()) == 1
         request = led.list_requests()[0]
         assert (request["status"], request["retry_count"]) == ("pending", 1)
-        assert led.get_batch(1)["state"] == "failed" and led.get_batch(1)["metrics"]["forget_attack"] == 0.9
+        batch = led.get_batch(1)
+        assert batch["state"] == "failed" and batch["verdict"] == "failed" and batch["p_value"] < 0.05
+        assert batch["metrics"]["verification"]["verdict"] == "failed"
     assert main(["schedule", "run", *FAKE, "--escalate-after", "2"]) == 3
     assert "ESCALATION: 1 deletion requests failed 2 batches" in capsys.readouterr().err
     assert main(["schedule", "run", *FAKE]) == 3  # still escalated on the next run, nothing pending
@@ -116,10 +118,12 @@ def test_unlearning_error_fails_the_batch_with_its_reason(setup, monkeypatch):
     path, members, _ = setup
     assert main(["requests", "add", "--subject", "a", "--sample-ids", str(members[0])]) == 0
     monkeypatch.setenv("FAKE_UNLEARN_ERROR", "loss is NaN at epoch 3 (term gp)")
-    assert main(["schedule", "run", *FAKE]) == 1
+    assert main(["schedule", "run", *FAKE, "--escalate-after", "1"]) == 1
     with Ledger(path) as led:
         assert led.get_batch(1)["reason"] == "unlearning failed: RuntimeError: loss is NaN at epoch 3 (term gp)"
         assert led.current_model()["version"] == 1
+        # a fault of the job, not a verification failure: no retry used, so no escalation even at --escalate-after 1
+        assert (led.list_requests()[0]["status"], led.list_requests()[0]["retry_count"]) == ("pending", 0)
 
 
 def test_tampered_checkpoint_is_refused_at_load(setup, capsys, tmp_path, base_ckpt):
@@ -201,6 +205,9 @@ def test_promoting_a_replacement_must_keep_verified_deletions(setup, capsys, bas
     other = make_base_checkpoint(tmp_path / "other")
     capsys.readouterr()
     assert main(["models", "register", str(other), "--promote"]) == 2
+    assert "bypasses the verification gate" in capsys.readouterr().err
+    # even forced, a replacement must keep every verified deletion
+    assert main(["models", "register", str(other), "--promote", "--force", "--reason", "test"]) == 2
     assert "does not forget 1 ids of verified deletion requests" in capsys.readouterr().err
     assert main(["models", "register", str(base_ckpt)]) == 0  # the same checkpoint again: no new version
     with Ledger(path) as led:

@@ -23,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--method", default="simclr", choices=["moco", "simclr", "byol", "supervised"])
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (about a minute)")
     p.add_argument("--no-tune", action="store_true", help="skip the Tune search")
+    p.add_argument("--seed", type=int, default=0, help="data split, initialisation and unlearning seed (default 0)")
     p.set_defaults(func=run)
 
 
@@ -46,7 +47,7 @@ def run(args) -> int:
         settings = load_settings(out)
     else:
         out = check_out_dir(args.out or f"demo_runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
-        settings = DemoSettings(method=args.method, quick=args.quick, tune=not args.no_tune)
+        settings = DemoSettings(method=args.method, quick=args.quick, tune=not args.no_tune, seed=args.seed)
         save_settings(out, settings)
     import sys
 
@@ -72,6 +73,10 @@ def run(args) -> int:
     status = "promoted as the served model" if outcome["promoted"] else "NOT promoted (failed verification)"
     print(f"forget set: {out / 'requests.csv'}; unlearned model {status}: {outcome['model']}")
     print("\n".join(summary_table(demo.results, outcome["model"])))
+    if outcome.get("verdict"):
+        from orchestrator.demo import verdict_lines
+
+        print("\n".join(verdict_lines(outcome["verdict"])))
     times = wall_times(outcome["model"], outcome["retrained"])
     if times:
         print(times)

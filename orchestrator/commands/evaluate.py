@@ -71,6 +71,7 @@ def run(args) -> int:
                                    "retrained": args.retrained}, job, shadow=args.shadow,
                                   shadow_out=(tmp / "shadow") if job.attack.threat_model == "shadow" and not args.shadow
                                   else None, log=log)
+        warn_without_signal(ev, log)
         table = format_table(ev)
         (tmp / "report.txt").write_text(table + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics_json(ev), indent=2, sort_keys=True))
@@ -101,6 +102,24 @@ def run(args) -> int:
           + (", " + ", ".join(p.name for p in plots) if plots else ""))
     console.info(f"results rows: {len(ev.job.attack.attacks)} appended to {results}")
     return 0
+
+
+def warn_without_signal(ev, log) -> None:
+    """Warn (and note in the report) when the original model shows no membership signal on the forget set: then
+    no audit of the unlearned model can tell "forgotten" from "never detectable" (the gate's power check)."""
+    from orchestrator.ledger.verification import membership_test
+
+    if "original" not in ev.reports:
+        return
+    result = ev.reports["original"].attacks[ev.primary]
+    test = membership_test(result.sample_scores["forget"], result.sample_scores["nonmember"])
+    if not test.rejects:
+        text = (f"the original model shows no membership signal on the forget set ({ev.primary}: one-sided "
+                f"{test.test} p = {test.p_value:.3g} >= {test.alpha}, AUC {test.auc:.3f}, {test.n_member} vs "
+                f"{test.n_nonmember}); a near-chance score after unlearning proves nothing here: train the original "
+                f"longer (the overfit preset), attack with more views, or audit a larger forget set")
+        log(f"warning: {text}")
+        ev.notes.append(f"WARNING: {text}")
 
 
 def _logger():

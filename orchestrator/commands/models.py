@@ -1,6 +1,7 @@
 """`unlearn models register|list|current|rollback`: the model versions the ledger serves.
 
     unlearn models register runs/pretrained      # the first version (becomes current)
+    unlearn models register runs/retrained --promote --force --reason "full retrain, ticket 123"   # unverified
     unlearn models list
     unlearn models current                       # verifies the checkpoint (exit 2 if tampered)
     unlearn models rollback 3                    # back to an ancestor; its later requests are re-queued
@@ -20,10 +21,16 @@ def register(sub) -> None:
 
     reg = actions.add_parser("register", help="register a checkpoint as a model version",
                              description="Verify a checkpoint (sha256 of every file) and record it. The first "
-                                         "version becomes current; later ones only with --promote, and only if "
-                                         "they forget every verified request. Creates the ledger if needed.")
+                                         "version becomes current. Replacing the current version by an outside "
+                                         "checkpoint bypasses the verification gate (its claims about itself "
+                                         "cannot be checked here), so --promote needs --force --reason TEXT: the "
+                                         "version is marked 'promoted unverified' and an audit event is written; it "
+                                         "must still forget every verified request. Deletion batches are promoted "
+                                         "by `unlearn schedule run`, through the gate. Creates the ledger if needed.")
     reg.add_argument("checkpoint", help="checkpoint directory (with splits.parquet)")
-    reg.add_argument("--promote", action="store_true", help="make it the current version")
+    reg.add_argument("--promote", action="store_true", help="make it the current version (with --force --reason)")
+    reg.add_argument("--force", action="store_true", help="promote without the verification gate (audited)")
+    reg.add_argument("--reason", metavar="TEXT", help="why the gate is bypassed (required with --force)")
     reg.add_argument("--lock-timeout", type=float, default=600.0, help="scheduler lock timeout, seconds")
     add_ledger_arg(reg)
     reg.set_defaults(func=run_register)
@@ -77,15 +84,27 @@ def run_register(args) -> int:
     from orchestrator.ledger.db import Ledger, resolve_ledger_path
     from orchestrator.ledger.lease import Lease
     from orchestrator.ledger.versions import read_registration, register_checkpoint
+    from trainables.errors import UserError
 
+    if args.force and not args.promote:
+        raise UserError("--force only applies to --promote")
+    reason = (args.reason or "").strip()
+    if args.force and not reason:
+        raise UserError("--force needs --reason TEXT: why this version is promoted without verification (audited)")
     path = resolve_ledger_path(args.ledger)
     read_registration(args.checkpoint)  # a bad checkpoint must not create an empty ledger
     created = not path.exists()
     try:
         with Ledger(path, create=True) as ledger:
             if args.promote and ledger.current_model() is not None:
+                if not args.force:
+                    raise UserError("promoting an outside checkpoint bypasses the verification gate: its forgotten "
+                                    "ids are only its own claim. Unlearn deletion requests with `unlearn schedule "
+                                    "run` (verified before promotion), or pass --force --reason TEXT to promote it "
+                                    "unverified (audited, shown as 'promoted unverified')")
                 with Lease(path, timeout_s=args.lock_timeout) as lease:
-                    version, added = register_checkpoint(ledger, args.checkpoint, promote=True, lease=lease)
+                    version, added = register_checkpoint(ledger, args.checkpoint, promote=True, lease=lease,
+                                                         force_reason=reason)
             else:
                 version, added = register_checkpoint(ledger, args.checkpoint)
             row = ledger.get_model(version)
@@ -95,6 +114,8 @@ def run_register(args) -> int:
                 leftover.unlink(missing_ok=True)
         raise
     state = "current" if row["is_current"] else "registered (not current)"
+    if row["evidence"] == "unverified":
+        state += ", PROMOTED UNVERIFIED"
     print(f"model version {version}: {row['uri']} ({state}{'' if added else ', already registered'})")
     from trainables import console
 
@@ -126,7 +147,8 @@ def run_current(args) -> int:
     if args.json:
         print(as_json({**row, "lineage": lineage}))
         return 0
-    print(f"current model version {row['version']}  (checkpoint verified: sha256 matches)")
+    print(f"current model version {row['version']}  (checkpoint intact: sha256 matches)")
+    print(f"evidence      {evidence_text(row)}")
     print(f"uri           {row['uri']}")
     print(f"lineage       {' <- '.join(map(str, lineage))}")
     print(f"forgotten     {len(row['forgotten_ids'])} ids  {short_ids(row['forgotten_ids'])}")
@@ -135,6 +157,19 @@ def run_current(args) -> int:
         print("metrics       " + ", ".join(f"{k}={v:.4g}" for k, v in row["metrics"].items()
                                             if isinstance(v, (int, float))))
     return 0
+
+
+def evidence_text(row: dict) -> str:
+    """How a version came to be served: the gate's verdict, no-signal, unverified (forced), or a base model."""
+    from orchestrator.ledger.views import evidence_label
+
+    label = evidence_label(row)
+    v = (row.get("metrics") or {}).get("verification") or {}
+    if row.get("evidence") in ("verified", "no-signal") and v:
+        label += (f" ({v.get('test')}: p = {v.get('p_value'):.3g}, parent p = {v.get('parent_p_value'):.3g}, "
+                  f"alpha {v.get('alpha')}, {v.get('n_forget')} ids, attack {v.get('attack')}, "
+                  f"K = {v.get('reference_k', 0)})")
+    return label
 
 
 def run_rollback(args) -> int:

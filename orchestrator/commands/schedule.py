@@ -4,8 +4,9 @@
     unlearn schedule run --dry-run
     unlearn schedule status
 
-Exit codes: 0 done or nothing to do, 1 the batch failed verification (requests re-queued), 2 user error,
-3 escalation (requests failed --escalate-after batches), 75 another run holds the lock (try later).
+Exit codes: 0 done, nothing to do, or requests held after a no-signal batch; 1 the batch failed (requests
+re-queued), 2 user error, 3 escalation (requests failed --escalate-after batches, or a no-signal hold ran out),
+75 another run holds the lock (try later).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from orchestrator.ledger.db import add_ledger_arg
 def register(sub) -> None:
     p = sub.add_parser("schedule", help="scheduled unlearning of accumulated deletion requests",
                        description="Batch pending deletion requests, unlearn them from the current model, verify "
-                                   "(attack near chance, accuracy drop capped, earlier batches still forgotten) and "
+                                   "(the batch no longer detectable by a one-sided membership test while the parent's "
+                                   "same test detects it, accuracy drop capped, earlier batches still forgotten) and "
                                    "only then promote the new version. Run it from cron or a KubeRay RayCronJob "
                                    "(deploy/); see docs/ledger.md.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -31,12 +33,18 @@ def register(sub) -> None:
     run_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one unlearning config key, e.g. --set epochs=5 (repeatable)")
     ver = run_p.add_argument_group("verification")
-    ver.add_argument("--attack-metric", choices=["accuracy", "auc"], default="accuracy")
-    ver.add_argument("--attack-tolerance", type=float, default=0.1,
-                     help="max distance of the forget-set attack score from chance / the reference (default 0.1)")
-    ver.add_argument("--reference", metavar="CHECKPOINT", help="a retrained reference: its attack score is the "
-                                                               "target instead of chance")
-    ver.add_argument("--max-accuracy-drop", type=float, default=0.05, help="default 0.05")
+    ver.add_argument("--alpha", type=float, default=0.05,
+                     help="level of the one-sided membership tests (default 0.05)")
+    ver.add_argument("--max-accuracy-drop", type=float, default=0.05,
+                     help="fail when the utility drop is significantly above this (default 0.05)")
+    ver.add_argument("--utility-bootstrap", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
+    ver.add_argument("--on-no-signal", choices=["hold", "promote"], default="hold",
+                     help="when even the parent shows no membership signal on the batch: hold the requests for a "
+                          "larger batch (default), or promote and record 'not detectable before or after'")
+    ver.add_argument("--hold-max-age", type=float, default=168.0, metavar="HOURS",
+                     help="escalate held requests once the oldest is this old (default 168)")
+    ver.add_argument("--hold-max-size", type=int, default=1000, metavar="IDS",
+                     help="escalate when a batch of this many ids still shows no signal (default 1000)")
     ver.add_argument("--no-check-earlier", action="store_true", help="skip the relearning check on earlier batches")
     ver.add_argument("--attack-set", dest="attack_overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="attack setting for verification, e.g. --attack-set n_views=6 (repeatable)")
@@ -75,12 +83,10 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from orchestrator.config import parse_overrides
     from orchestrator.ledger.db import resolve_ledger_path
     from orchestrator.ledger.executors import load_executor
     from orchestrator.ledger.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
     from orchestrator.ledger.scheduler import ScheduleOptions, Scheduler
-    from orchestrator.ledger.verification import VerifyConfig
     from orchestrator.results.run_rows import results_path
     from trainables.errors import UserError
 
@@ -102,16 +108,9 @@ def run(args) -> int:
         if "://" not in (args.storage or ""):
             check_writable_dir(args.storage or path.parent / "ray_runs", "--storage")
     try:
-        verify = VerifyConfig(attack_metric=args.attack_metric, attack_tolerance=args.attack_tolerance,
-                              reference=args.reference, max_accuracy_drop=args.max_accuracy_drop,
-                              check_earlier=not args.no_check_earlier,
-                              attack={"bootstrap": 0, **parse_overrides(args.attack_overrides)})
+        verify = verify_config(args)
     except ValueError as exc:
-        raise UserError(f"invalid verification setting: {exc}") from None
-    if args.reference:
-        from orchestrator.ledger.versions import checkpoint_digest
-
-        checkpoint_digest(args.reference)
+        raise UserError(f"invalid verification setting: {_first_error(exc)}") from None
     opts = ScheduleOptions(min_batch=args.min_batch, max_age_hours=args.max_age, escalate_after=args.escalate_after,
                            models_dir=Path(args.models_dir) if args.models_dir else None,
                            lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
@@ -129,6 +128,28 @@ def run(args) -> int:
     stream = sys.stdout if outcome.code == 0 else sys.stderr
     print(("dry run: " if args.dry_run else "") + outcome.message, file=stream, flush=True)
     return outcome.code
+
+
+def verify_config(args):
+    """The gate's settings from the verification flags (raises ValueError on a bad one)."""
+    from orchestrator.config import parse_overrides
+    from orchestrator.ledger.verification import VerifyConfig
+
+    return VerifyConfig(alpha=args.alpha, max_accuracy_drop=args.max_accuracy_drop,
+                        utility_bootstrap=args.utility_bootstrap, check_earlier=not args.no_check_earlier,
+                        on_no_signal=args.on_no_signal, hold_max_age_hours=args.hold_max_age,
+                        hold_max_size=args.hold_max_size,
+                        attack={"bootstrap": 0, **parse_overrides(args.attack_overrides)})
+
+
+def _first_error(exc: ValueError) -> str:
+    """pydantic's first error as one line: where and what."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg')} (got {first.get('input')!r})"
+    return str(exc).splitlines()[0]
 
 
 def run_status(args) -> int:

@@ -166,11 +166,31 @@ def _add_reference_sets(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS reference_sets_by_version ON reference_sets(version, set_id)")
 
 
+# The gate's evidence (schema 6): the verdict of a batch's membership test and the evidence file's digest; how
+# each model version was promoted. Each column is added only if missing, so this migration may run in any order
+# with others (and twice) without harm.
+GATE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "batches": (("verdict", "TEXT"), ("test", "TEXT"), ("statistic", "REAL"), ("p_value", "REAL"),
+                ("alpha", "REAL"), ("parent_p_value", "REAL"), ("n_forget", "INTEGER"), ("n_nonmember", "INTEGER"),
+                ("reference_k", "INTEGER"), ("attack", "TEXT"), ("evidence_sha256", "TEXT")),
+    # evidence: verified | no-signal (promoted, not detectable before or after) | unverified (forced) | NULL
+    "model_versions": (("evidence", "TEXT"), ("evidence_note", "TEXT")),
+}
+
+
+def _add_gate_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in GATE_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 # version -> function bringing the schema from version-1 to version, run inside one transaction. Keep each one
 # idempotent (check before ALTER), so migrations written on parallel branches can be renumbered when merged.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates,
                                                                  3: _add_event_actor, 4: add_member_sets,
-                                                                 5: _add_reference_sets}
+                                                                 5: _add_reference_sets, 6: _add_gate_columns}
 
 
 
@@ -434,16 +454,18 @@ class Ledger:
 
     @staticmethod
     def insert_model(c: sqlite3.Connection, *, uri: str, sha256: str, forgotten_ids, metrics: dict,
-                     parent: int | None, batch_id: int | None, promote: bool) -> int:
-        """Insert a model version; with ``promote`` it becomes the one current version (call inside a transaction)."""
+                     parent: int | None, batch_id: int | None, promote: bool, evidence: str | None = None,
+                     evidence_note: str | None = None) -> int:
+        """Insert a model version; with ``promote`` it becomes the one current version (call inside a transaction).
+        ``evidence``: how it was promoted (``verified``, ``no-signal``, ``unverified``; None for a base model)."""
         now = utc_now()
         if promote:
             c.execute("UPDATE model_versions SET is_current = 0 WHERE is_current = 1")
         cur = c.execute(
             "INSERT INTO model_versions (parent, batch_id, uri, sha256, forgotten_ids, metrics, registered_at, "
-            "promoted_at, is_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "promoted_at, is_current, evidence, evidence_note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (parent, batch_id, uri, sha256, ids_json(forgotten_ids), json.dumps(metrics), now,
-             now if promote else None, int(promote)))
+             now if promote else None, int(promote), evidence, evidence_note))
         Ledger.event(c, "model_promoted" if promote else "model_registered", version=cur.lastrowid,
                      batch_id=batch_id, uri=uri)
         return cur.lastrowid

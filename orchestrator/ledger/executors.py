@@ -8,7 +8,7 @@
 :class:`RayExecutor` (the default, ``--executor ray``) runs :func:`orchestrator.run.jobs.run_forget` (Ray Train when
 ``workers > 0``, named ``run_name`` under ``storage_path`` so a re-run after a crash resumes; the output directory
 is ``models_dir/<run_name>`` too) and measures the
-verification metrics with :func:`trainables.audit.forgetting.evaluate_forgetting`. ``--executor MODULE:CALLABLE``
+per-sample evidence of the gate with :func:`trainables.audit.gate_scores.gate_scores`. ``--executor MODULE:CALLABLE``
 plugs in another one (the tests use a deterministic fake); the callable receives the keyword arguments of
 :func:`load_executor`.
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.config import load_job
-from orchestrator.ledger.verification import VerificationResult, VerifyConfig, judge
+from orchestrator.ledger.verification import GateScores, VerificationResult, VerifyConfig, decide
 from trainables.errors import UserError
+from trainables.unlearning.config import UnlearnJob  # torch-free
 
 
 class Executor(Protocol):
@@ -56,13 +57,13 @@ class RayExecutor:
         self.workers, self.use_gpu, self.storage_path = workers, use_gpu, storage_path
 
     def resolve_config(self, config_file, overrides, verify: VerifyConfig) -> dict[str, Any]:
-        job = load_job(_unlearn_job_type(), config_file=config_file, overrides=overrides)
+        job = load_job(UnlearnJob, config_file=config_file, overrides=overrides)
         return {"job": job.model_dump(mode="json"), "verify": verify.model_dump(mode="json")}
 
     def unlearn(self, parent, forget_ids, config, out, run_name) -> Path:
         from orchestrator.run.jobs import run_forget
 
-        job = _unlearn_job_type().model_validate(config["job"])
+        job = UnlearnJob.model_validate(config["job"])
         path, _ = run_forget(job, parent, out, forget_ids, workers=self.workers, use_gpu=self.use_gpu,
                              ray_options=self.ray_options(run_name, Path(out).parent / run_name))
         return Path(path)
@@ -78,53 +79,34 @@ class RayExecutor:
                           run_key=None if final is None else str(final.resolve()))
 
     def verify(self, candidate, parent, batch_ids, all_forgotten_ids, config) -> VerificationResult:
+        """Per-sample scores of the candidate and the parent on the batch, the held-out non-members and the
+        earlier batches' ids, per-sample utility of both; then :func:`orchestrator.ledger.verification.decide`."""
+        from trainables.audit.forgetting import as_attack_config
+        from trainables.audit.gate_scores import gate_scores
         from trainables.checkpoint import load_checkpoint
         from trainables.config import PretrainJob
         from trainables.jobs.common import load_data
         from trainables.loops.context import resolve_device
+        from trainables.utility.measure import correct_per_sample
 
-        evaluate_forgetting, model_utility = _forgetting_api()
         cfg = VerifyConfig.model_validate(config["verify"])
         cand, par = load_checkpoint(candidate), load_checkpoint(parent)
         pretrain = PretrainJob.model_validate(cand.meta["config"])
         from trainables.data.locations import operator_data
 
         source, _ = load_data(operator_data(pretrain.data), cand.splits)  # the operator's data location
-        device = resolve_device(_unlearn_job_type().model_validate(config["job"]).runtime.device)
-
-        from trainables.audit.forgetting import as_attack_config
-
+        job = config.get("job")
+        device = resolve_device(UnlearnJob.model_validate(job).runtime.device if job else "cpu")
         attack_config = as_attack_config(cfg.attack).for_model(pretrain.method)  # classifiers: confidence first
-
-        def attack(model, ids) -> dict[str, float]:
-            return evaluate_forgetting(model, source, cand.splits, sorted(ids), config=attack_config,
-                                       model_config=cand.meta["config"], device=device)
-
-        key = f"mia_{cfg.attack_metric}"
-        metrics = {"forget_attack": attack(cand.model, batch_ids)[key],
-                   "forget_attack_parent": attack(par.model, batch_ids)[key], "batch_size": float(len(batch_ids))}
-        if cfg.reference:  # the retrained model scored with the same protocol is the target instead of chance
-            metrics["reference_attack"] = attack(load_checkpoint(cfg.reference).model, batch_ids)[key]
         earlier = sorted(set(all_forgotten_ids) - set(batch_ids))
-        if cfg.check_earlier and earlier:
-            metrics["earlier_attack"] = attack(cand.model, earlier)[key]
-        # Utility of both models with the same retain bank / test set, so the drop is like for like.
-        knn = {"knn_k": pretrain.eval.knn_k, "knn_temperature": pretrain.eval.knn_temperature, "linear_probe": False}
-        before = model_utility(par.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
-        after = model_utility(cand.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
-        util_key = "knn_acc" if "knn_acc" in after else "test_acc"
-        metrics["accuracy_parent"], metrics["accuracy_candidate"] = before[util_key], after[util_key]
-        return judge(metrics, cfg)
-
-
-def _unlearn_job_type():
-    """``UnlearnJob`` of the unlearning feature (imported on use: the scheduler itself does not need it)."""
-    from trainables.unlearning.config import UnlearnJob
-
-    return UnlearnJob
-
-
-def _forgetting_api():
-    from trainables.audit.forgetting import evaluate_forgetting, model_utility
-
-    return evaluate_forgetting, model_utility
+        results = gate_scores({"candidate": cand.model, "parent": par.model}, source, cand.splits,
+                              sorted(batch_ids), earlier, config=attack_config, model_config=cand.meta["config"],
+                              device=device)
+        # Utility of both models on the same samples with the same retain bank, so the drop is paired.
+        knn = {"knn_k": pretrain.eval.knn_k, "knn_temperature": pretrain.eval.knn_temperature}
+        metric, before = correct_per_sample(par.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
+        _, after = correct_per_sample(cand.model, source, cand.splits, all_forgotten_ids, device=device, **knn)
+        by_model = {role: {r: (res.set_ids[r], res.sample_scores[r]) for r in res.sample_scores}
+                    for role, res in results.items()}
+        return decide(GateScores(attack_config.attacks[0], by_model["candidate"], by_model["parent"], before, after,
+                                 metric), cfg)

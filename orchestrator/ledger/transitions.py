@@ -5,9 +5,10 @@ scheduler can simply re-run from whatever state the ledger holds.
 
     batch = create_batch(ledger, lease, config={...})          # pending requests -> batched
     record_trained(ledger, lease, batch_id, uri, sha256)         # batched -> trained, requests -> applied
-    record_verified(ledger, lease, batch_id, metrics)            # trained -> verified
+    record_verified(ledger, lease, batch_id, metrics, evidence_sha256=sha)   # trained -> verified (or no-signal)
     version = promote_batch(ledger, lease, batch_id)             # new current version + requests verified, atomic
     fail_batch(ledger, lease, batch_id, reason, max_failures=3)  # requests back to pending (retry + 1) or failed
+    hold_batch(ledger, lease, batch_id, reason, escalate=False)  # no-signal: requests pending, no retry used
 """
 
 from __future__ import annotations
@@ -87,8 +88,23 @@ def record_trained(ledger: Ledger, lease: Lease, batch_id: int, uri: str, sha256
         Ledger.event(c, "batch_trained", batch_id=batch_id, uri=uri)
 
 
-def record_verified(ledger: Ledger, lease: Lease, batch_id: int, metrics: dict[str, Any]) -> None:
-    """Verification passed: trained -> verified (metrics kept)."""
+VERDICT_COLUMNS = ("verdict", "test", "statistic", "p_value", "alpha", "parent_p_value", "n_forget", "n_nonmember",
+                   "reference_k", "attack")
+
+
+def _record_verdict(c: sqlite3.Connection, batch_id: int, metrics: dict[str, Any] | None,
+                    evidence_sha256: str | None) -> None:
+    """The gate's verdict (``metrics["verification"]``) into the batch row's own columns."""
+    record = (metrics or {}).get("verification") or {}
+    values = [record.get(k) for k in VERDICT_COLUMNS]
+    c.execute(f"UPDATE batches SET {', '.join(f'{k} = ?' for k in VERDICT_COLUMNS)}, evidence_sha256 = ? "
+              f"WHERE batch_id = ?", (*values, evidence_sha256, batch_id))
+
+
+def record_verified(ledger: Ledger, lease: Lease, batch_id: int, metrics: dict[str, Any], *,
+                    evidence_sha256: str | None = None) -> None:
+    """The gate let the candidate through (verdict verified, or no-signal under ``--on-no-signal promote``):
+    trained -> verified, metrics and verdict kept."""
     with ledger.transaction() as c:
         lease.check(c)
         if _batch(c, batch_id)["state"] != "trained":
@@ -96,6 +112,7 @@ def record_verified(ledger: Ledger, lease: Lease, batch_id: int, metrics: dict[s
         now = utc_now()
         c.execute("UPDATE batches SET state = 'verified', metrics = ?, verified_at = ?, updated_at = ? "
                   "WHERE batch_id = ?", (json.dumps(metrics), now, now, batch_id))
+        _record_verdict(c, batch_id, metrics, evidence_sha256)
         Ledger.event(c, "batch_verified", batch_id=batch_id, metrics=metrics)
 
 
@@ -117,10 +134,14 @@ def promote_batch(ledger: Ledger, lease: Lease, batch_id: int,
         if current["version"] != batch["parent_version"]:
             raise UserError(f"batch {batch_id} was unlearned from version {batch['parent_version']} but the current "
                             f"version is {current['version']} (rolled back or replaced meanwhile); not promoting")
+        check_candidate(batch["candidate_uri"], batch["candidate_sha256"])  # under the write lock: no gap after it
         forgotten = set(json.loads(current["forgotten_ids"])) | set(json.loads(batch["forget_ids"]))
+        evidence = "no-signal" if batch["verdict"] == "no-signal" else "verified"
+        note = NO_SIGNAL_NOTE if evidence == "no-signal" else None
         version = Ledger.insert_model(c, uri=batch["candidate_uri"], sha256=batch["candidate_sha256"],
                                       forgotten_ids=forgotten, metrics=json.loads(batch["metrics"] or "{}"),
-                                      parent=batch["parent_version"], batch_id=batch_id, promote=True)
+                                      parent=batch["parent_version"], batch_id=batch_id, promote=True,
+                                      evidence=evidence, evidence_note=note)
         if before_commit is not None:
             before_commit()
         _set_requests(c, batch_id, "verified", ("applied",))
@@ -131,10 +152,33 @@ def promote_batch(ledger: Ledger, lease: Lease, batch_id: int,
     return version
 
 
+NO_SIGNAL_NOTE = "not detectable before or after (no-signal: the parent showed no membership signal on this batch)"
+
+
+class CandidateChanged(UserError):
+    """The candidate checkpoint on disk is not the one that was verified."""
+
+
+def check_candidate(uri: str, sha256: str) -> None:
+    """Refuse a candidate whose files or ``meta.json`` changed since it was recorded and verified."""
+    from orchestrator.ledger.versions import checkpoint_digest
+
+    try:
+        digest, _ = checkpoint_digest(uri)
+    except UserError as exc:
+        raise CandidateChanged(f"candidate {uri} is no longer intact: {exc}") from None
+    if digest != sha256:
+        raise CandidateChanged(f"candidate {uri} was modified after verification (meta.json sha256 "
+                               f"{digest[:12]}..., verified {sha256[:12]}...); refusing to promote it")
+
+
 def fail_batch(ledger: Ledger, lease: Lease, batch_id: int, reason: str, *, metrics: dict | None = None,
-               max_failures: int = 3) -> list[str]:
+               max_failures: int = 3, count_retry: bool = True, evidence_sha256: str | None = None) -> list[str]:
     """No promotion: batch -> failed; its requests back to pending with retry_count + 1, or ``failed``
-    (escalated) once retry_count reaches ``max_failures``. Returns the escalated request ids."""
+    (escalated) once retry_count reaches ``max_failures``. Returns the escalated request ids.
+
+    ``count_retry=False`` (a configuration error or an infrastructure fault, not a verification failure): the
+    requests go back to pending with their retry count unchanged."""
     with ledger.transaction() as c:
         lease.check(c)
         batch = _batch(c, batch_id)
@@ -144,15 +188,45 @@ def fail_batch(ledger: Ledger, lease: Lease, batch_id: int, reason: str, *, metr
         c.execute("UPDATE batches SET state = 'failed', reason = ?, metrics = COALESCE(?, metrics), finished_at = ?, "
                   "updated_at = ? WHERE batch_id = ?",
                   (reason, json.dumps(metrics) if metrics is not None else None, now, now, batch_id))
+        if metrics and "verification" in metrics:
+            _record_verdict(c, batch_id, metrics, evidence_sha256)
         members = "request_id IN (SELECT request_id FROM batch_requests WHERE batch_id = ?)"
-        c.execute(f"UPDATE requests SET retry_count = retry_count + 1, reason = ?, batch_id = NULL, updated_at = ?, "
-                  f"status = CASE WHEN retry_count + 1 >= ? THEN 'failed' ELSE 'pending' END "
-                  f"WHERE status IN ('batched', 'applied') AND {members}", (reason, now, max_failures, batch_id))
+        step = 1 if count_retry else 0
+        c.execute(f"UPDATE requests SET retry_count = retry_count + ?, reason = ?, batch_id = NULL, updated_at = ?, "
+                  f"status = CASE WHEN ? AND retry_count + 1 >= ? THEN 'failed' ELSE 'pending' END "
+                  f"WHERE status IN ('batched', 'applied') AND {members}",
+                  (step, reason, now, step, max_failures, batch_id))
         escalated = [r[0] for r in c.execute(
             f"SELECT request_id FROM requests WHERE status = 'failed' AND retry_count >= ? AND {members} "
-            f"ORDER BY seq", (max_failures, batch_id))]
-        Ledger.event(c, "batch_failed", batch_id=batch_id, reason=reason, escalated=escalated)
+            f"ORDER BY seq", (max_failures, batch_id))] if count_retry else []
+        Ledger.event(c, "batch_failed", batch_id=batch_id, reason=reason, escalated=escalated,
+                     counted=count_retry)
     return escalated
+
+
+def hold_batch(ledger: Ledger, lease: Lease, batch_id: int, reason: str, *, metrics: dict,
+               evidence_sha256: str | None = None, escalate: bool = False) -> list[str]:
+    """Verdict no-signal under the ``hold`` policy: batch -> failed (verdict no-signal), its requests back to
+    pending *without* using a retry, to be merged with later requests into a larger batch; with ``escalate``
+    (the hold's age or size limit is reached) they become ``failed`` for a human instead. Returns escalated ids."""
+    with ledger.transaction() as c:
+        lease.check(c)
+        batch = _batch(c, batch_id)
+        if batch["state"] not in UNFINISHED_BATCH_STATES:
+            return []
+        now = utc_now()
+        c.execute("UPDATE batches SET state = 'failed', reason = ?, metrics = ?, finished_at = ?, updated_at = ? "
+                  "WHERE batch_id = ?", (reason, json.dumps(metrics), now, now, batch_id))
+        _record_verdict(c, batch_id, metrics, evidence_sha256)
+        members = "request_id IN (SELECT request_id FROM batch_requests WHERE batch_id = ?)"
+        rows = [r[0] for r in c.execute(f"SELECT request_id FROM requests WHERE status IN ('batched', 'applied') "
+                                        f"AND {members} ORDER BY seq", (batch_id,))]
+        c.execute(f"UPDATE requests SET status = ?, reason = ?, batch_id = NULL, updated_at = ? "
+                  f"WHERE status IN ('batched', 'applied') AND {members}",
+                  ("failed" if escalate else "pending", reason, now, batch_id))
+        Ledger.event(c, "batch_no_signal", batch_id=batch_id, reason=reason, held=not escalate,
+                     escalated=rows if escalate else [])
+    return rows if escalate else []
 
 
 def rollback(ledger: Ledger, lease: Lease, version: int) -> dict[str, Any]:

@@ -95,29 +95,44 @@ def read_registration(path: str | Path) -> tuple[Path, str, dict[str, Any], set[
 
 
 def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = False,
-                        lease=None) -> tuple[int, bool]:
+                        lease=None, force_reason: str | None = None) -> tuple[int, bool]:
     """Record a checkpoint as a model version; returns (version, newly_added).
 
     The first version is promoted automatically. Promoting a replacement later (``promote=True``, under the
-    scheduler ``lease``) requires that it forgets every verified request and knows every pending id as a member.
-    Registering the same checkpoint twice returns the existing version.
+    scheduler ``lease``) bypasses the verification gate: it needs ``force_reason`` (stored, audited, and shown as
+    "promoted unverified"), and it must forget every verified request and know every pending id as a member.
+    Registering the same checkpoint twice returns the existing version; asking to promote an already registered
+    version that is not current is refused (``models rollback`` serves an ancestor again).
     """
     from orchestrator.ledger.member_sets import record_members
 
     p, digest, meta, forgotten, members = read_registration(path)
-    same = ledger.conn.execute("SELECT version FROM model_versions WHERE sha256 = ?", (digest,)).fetchone()
+    same = ledger.conn.execute("SELECT version, is_current FROM model_versions WHERE sha256 = ?",
+                               (digest,)).fetchone()
     if same is not None:
+        if promote and not same[1]:
+            raise UserError(f"{p} is already registered as version {same[0]}, which is not current; registering it "
+                            f"again promotes nothing (an ancestor is served again with `unlearn models rollback "
+                            f"{same[0]}`)")
         return same[0], False
+    if promote and not force_reason and ledger.current_model() is not None:
+        raise UserError("promoting an outside checkpoint needs a reason (force_reason): it bypasses the gate")
     with ledger.transaction() as c:
         if lease is not None:
             lease.check(c)
         current = c.execute("SELECT version FROM model_versions WHERE is_current = 1").fetchone()
-        if current is not None and promote:
+        forced = current is not None and promote
+        if forced:
             _check_replacement(c, forgotten, members)
         version = Ledger.insert_model(c, uri=str(p), sha256=digest, forgotten_ids=forgotten,
                                       metrics=meta.get("metrics") or {}, parent=None, batch_id=None,
-                                      promote=promote or current is None)
+                                      promote=promote or current is None,
+                                      evidence="unverified" if forced else None,
+                                      evidence_note=force_reason if forced else None)
         record_members(c, version, members)  # intake checks against this copy, not the checkpoint's files
+        if forced:
+            Ledger.event(c, "promoted_unverified", version=version, uri=str(p), reason=force_reason,
+                         replaced=current[0], claimed_forgotten=len(forgotten))
     return version, True
 
 

@@ -43,24 +43,43 @@ def request_table(rows: list[dict[str, Any]]) -> str:
                         ["REQUEST", "SUBJECT", "SAMPLE_IDS", "STATUS", "RETRIES", "BATCH", "RECEIVED_AT", "REASON"])
 
 
+EVIDENCE_LABELS = {"verified": "verified", "no-signal": "not detectable before or after",
+                   "unverified": "PROMOTED UNVERIFIED"}
+
+
+def evidence_label(row: dict[str, Any]) -> str:
+    """What stands behind a version: the gate's verdict, no signal, a forced promotion (with its reason), or
+    nothing to verify (a base model registered as it is; older ledgers: promoted by the pre-gate rule)."""
+    evidence = row.get("evidence")
+    if evidence == "unverified":
+        return f"PROMOTED UNVERIFIED: {row.get('evidence_note') or 'no reason given'}"
+    if evidence in EVIDENCE_LABELS:
+        return EVIDENCE_LABELS[evidence]
+    return "base model" if row.get("batch_id") is None else "promoted before the statistical gate"
+
+
 def model_table(rows: list[dict[str, Any]]) -> str:
     view = []
     for r in rows:
         m = r["metrics"] or {}
-        shown = {k: m[k] for k in ("forget_attack", "accuracy_candidate", "knn_acc") if k in m}
+        shown = {k: m[k] for k in ("forget_auc", "p_value", "accuracy_candidate", "knn_acc") if k in m}
         view.append({**r, "current": "*" if r["is_current"] else "", "forgotten": len(r["forgotten_ids"]),
                      "metrics": ", ".join(f"{k}={v:.3g}" for k, v in shown.items()) or None,
+                     "evidence": evidence_label(r)[:60],
                      "state": "retired" if r["retired_at"] else ("current" if r["is_current"] else "")})
     return format_table(view, ["current", "version", "parent", "batch_id", "forgotten", "promoted_at", "state",
-                               "metrics", "reference_k", "uri"],
-                        ["", "VERSION", "PARENT", "BATCH", "FORGOTTEN", "PROMOTED_AT", "STATE", "METRICS", "REFS_K",
+                               "evidence", "metrics", "reference_k", "uri"],
+                        ["", "VERSION", "PARENT", "BATCH", "FORGOTTEN", "PROMOTED_AT", "STATE", "EVIDENCE", "METRICS",
+                         "REFS_K",
                          "URI"])
 
 
 def batch_table(rows: list[dict[str, Any]]) -> str:
     view = [{**r, "ids": len(r["forget_ids"]), "reason": (r["reason"] or "")[:70] or None} for r in rows]
-    return format_table(view, ["batch_id", "state", "parent_version", "ids", "run_name", "created_at", "reason"],
-                        ["BATCH", "STATE", "PARENT", "NEW_IDS", "RUN", "CREATED_AT", "REASON"])
+    return format_table(view, ["batch_id", "state", "verdict", "p_value", "parent_p_value", "parent_version", "ids",
+                               "run_name", "created_at", "reason"],
+                        ["BATCH", "STATE", "VERDICT", "P", "PARENT_P", "PARENT", "NEW_IDS", "RUN", "CREATED_AT",
+                         "REASON"])
 
 
 def as_json(value: Any) -> str:

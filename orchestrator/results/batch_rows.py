@@ -1,10 +1,10 @@
 """Results-store row of a scheduled deletion batch (``kind=scheduled-batch``), written by ``unlearn schedule run``
 once the batch is promoted (``status`` ok) or failed (``status`` failed).
 
-Stages from the verification metrics: ``before`` = the parent version (its attack score on this batch's ids and its
-utility), ``after`` = the candidate, ``retrain`` = the retrained reference (``--reference``). The attack score fills
-``mia_accuracy`` or ``mia_auc`` (``--attack-metric``); the utility fills ``knn_acc`` (encoders) or ``test_acc``
-(classifiers). Everything the ledger recorded (raw metrics, reason, run name, version) is in ``extra_json``.
+Stages from the verification metrics: ``before`` = the parent version (the gate's attack AUC on this batch's ids vs
+the held-out non-members, and its utility), ``after`` = the candidate. The AUC fills ``mia_auc``; the utility fills
+``knn_acc`` (encoders) or ``test_acc`` (classifiers). Everything the ledger recorded (the verdict, its test
+statistic and p-values, reason, run name, version) is in ``extra_json``.
 
 The ledger is the source of truth: the row is written after the ledger's transition has committed, so a crash in
 between loses the row, never a ledger state (``unlearn requests list`` / ``models list`` still tell all).
@@ -38,20 +38,11 @@ def batch_row(ledger: Ledger, batch_id: int, version: int | None) -> dict[str, A
     parent = ledger.get_model(batch["parent_version"])
     meta = read_meta(parent["uri"])
     config = batch.get("config") or {}
-    verify = config.get("verify") or {}
     metrics = batch.get("metrics") or {}
-    attack_key = f"mia_{verify.get('attack_metric', 'accuracy')}"
     utility_key = "test_acc" if meta.get("method") == "supervised" else "knn_acc"
-    stages = {"before": _stage(metrics, attack_key, utility_key, "forget_attack_parent", "accuracy_parent"),
-              "after": _stage(metrics, attack_key, utility_key, "forget_attack", "accuracy_candidate"),
-              "retrain": _stage(metrics, attack_key, utility_key, "reference_attack", None)}
+    stages = {"before": _stage(metrics, "mia_auc", utility_key, "forget_auc_parent", "accuracy_parent"),
+              "after": _stage(metrics, "mia_auc", utility_key, "forget_auc", "accuracy_candidate")}
     gaps: dict[str, float] = {}
-    after = stages["after"].get("mia_accuracy")
-    if after is not None:
-        gaps["leakage_vs_chance"] = abs(after - 0.5)
-        if "mia_accuracy" in stages["retrain"]:
-            gaps["gap_mia_accuracy"] = after - stages["retrain"]["mia_accuracy"]
-            gaps["leakage_vs_retrain"] = abs(gaps["gap_mia_accuracy"])
     wall = None
     if batch.get("finished_at") and batch.get("created_at"):
         wall = parse_time(batch["finished_at"]) - parse_time(batch["created_at"])

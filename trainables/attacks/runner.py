@@ -8,6 +8,11 @@ Example:
     >>> sets = attack_sets(splits, forget_ids, seed=cfg.seed)
     >>> results, signals = run_attacks(model, source, sets, query, cfg)
     >>> results["encodermi_vector"].metrics["auc"]      # (value, lo, hi)
+    >>> results["encodermi_vector"].sample_scores["forget"]   # (n_forget,) higher = more member-like
+
+Every attack yields a per-sample membership score (its ``predict_proba`` of "member", higher = more member-like)
+for every sample it scores: ``AttackResult.sample_scores[role]`` is aligned with ``AttackResult.set_ids[role]``,
+for the roles of :meth:`AttackSets.scored_sets` (``forget``, ``nonmember`` and any ``extra`` set).
 """
 
 from __future__ import annotations
@@ -76,7 +81,11 @@ class SignalQuery:
 
 @dataclass
 class AttackResult:
-    """One attack scored on one model: per-sample scores, predictions and metrics ``(value, lo, hi)``."""
+    """One attack scored on one model: per-sample scores, predictions and metrics ``(value, lo, hi)``.
+
+    ``sample_ids`` / ``y`` / ``score`` / ``pred``: the scored forget set then the non-members (label 1 = member);
+    ``sample_scores[role]`` / ``set_ids[role]``: the scores by scored set (``forget``, ``nonmember``, extras).
+    """
 
     name: str
     threat_model: str
@@ -87,6 +96,8 @@ class AttackResult:
     metrics: dict[str, tuple[float, float, float]]
     mia_efficacy: float
     extra: dict[str, Any] = field(default_factory=dict)
+    sample_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    set_ids: dict[str, np.ndarray] = field(default_factory=dict)
 
     def value(self, metric: str) -> float:
         return self.metrics[metric][0]
@@ -125,18 +136,29 @@ def fit_attacks(fit_signals: Signals, fit_labels: np.ndarray, cfg: AttackConfig)
             for name in cfg.attacks}
 
 
+def member_scores(attack, name: str, signals: Signals) -> np.ndarray:
+    """(N,) float64 membership scores of one fitted attack (higher = more member-like)."""
+    return np.asarray(attack.predict_proba(attack_features(name, signals))[:, 1], dtype=np.float64)
+
+
 def score_attacks(fitted: dict[str, Any], signals: Signals, labels: np.ndarray, cfg: AttackConfig,
-                  threat_model: str, *, aligned: Signals | None = None) -> dict[str, AttackResult]:
-    """``aligned``: the same samples queried on their own (the reference models' order: same views per sample),
-    read by the per-example attacks."""
+                  threat_model: str, extra: dict[str, Signals] | None = None, *,
+                  aligned: Signals | None = None) -> dict[str, AttackResult]:
+    """Score ``signals`` (members then non-members, ``labels``) and every ``extra`` set with each fitted attack.
+    ``aligned``: the same samples queried on their own (the reference models' order: same views per sample), read
+    by the per-example attacks."""
     out = {}
     for name, attack in fitted.items():
         own = aligned if aligned is not None and name in REFERENCE_ATTACKS else signals
-        score = attack.predict_proba(attack_features(name, own))[:, 1]
+        score = member_scores(attack, name, own)
         pred = (score >= 0.5).astype(int)
         metrics = bootstrap_metrics(labels, score, pred, n_boot=cfg.bootstrap, seed=cfg.seed)
+        by_set = {"forget": score[labels == 1], "nonmember": score[labels == 0]}
+        set_ids = {"forget": signals.sample_ids[labels == 1], "nonmember": signals.sample_ids[labels == 0]}
+        for role, sig in (extra or {}).items():
+            by_set[role], set_ids[role] = member_scores(attack, name, sig), sig.sample_ids
         out[name] = AttackResult(name, threat_model, signals.sample_ids, labels, score, pred, metrics,
-                                 mia_efficacy(pred[labels == 1]))
+                                 mia_efficacy(pred[labels == 1]), sample_scores=by_set, set_ids=set_ids)
     return out
 
 
@@ -144,10 +166,13 @@ def run_attacks(model, source: ImageSource, sets: AttackSets, query: SignalQuery
                 fitted: dict[str, Any] | None = None) -> tuple[dict[str, AttackResult], Signals]:
     """Score ``model``; fit the attacks on its own reference signals unless ``fitted`` (shadow) is given.
 
-    Returns the results and the signals of the scored samples (members first, then non-members).
+    Returns the results and the signals of the scored samples (members first, then non-members); the ``extra``
+    sets of ``sets`` are scored too (``AttackResult.sample_scores``).
     """
     sets.check()
-    ids = sets.score_ids if fitted is not None else np.concatenate([sets.fit_ids, sets.score_ids])
+    ids = np.concatenate([sets.score_ids, *sets.extra.values()])
+    if fitted is None:
+        ids = np.concatenate([sets.fit_ids, ids])
     signals = query.signals(model, source, ids)
     if fitted is None:
         fitted = fit_attacks(signals.take(sets.fit_ids), sets.fit_labels, cfg)
@@ -156,4 +181,5 @@ def run_attacks(model, source: ImageSource, sets: AttackSets, query: SignalQuery
     if any(name in REFERENCE_ATTACKS for name in fitted):
         # the views follow the batch position: query the scored ids alone, as the reference models are
         aligned = scored if len(ids) == len(sets.score_ids) else query.signals(model, source, sets.score_ids)
-    return score_attacks(fitted, scored, sets.score_labels, cfg, sets.threat_model, aligned=aligned), scored
+    extra = {role: signals.take(role_ids) for role, role_ids in sets.extra.items()}
+    return score_attacks(fitted, scored, sets.score_labels, cfg, sets.threat_model, extra, aligned=aligned), scored
