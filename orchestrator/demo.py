@@ -10,7 +10,7 @@ Steps, each the documented CLI command, every output in one timestamped director
    inside the demo directory, after registering the pretrained model as version 1;
 6. the scheduled unlearning (``unlearn schedule run``): batch, unlearn, verify (the gate's membership test on the
    candidate, and the same test on the parent: "without unlearning, this batch would fail"), promote; then the
-   certificate of one request (:meth:`Demo.write_certificate`, when this build has ``requests certificate``);
+   certificate of one request (:meth:`Demo.write_certificate`);
 7. a short Tune search (``unlearn tune``) when this build has it;
 8. audit the promoted model against the original and the retrained one, write the report (``unlearn report``).
 
@@ -182,15 +182,8 @@ class Demo:
         return v
 
     def write_certificate(self) -> None:
-        """CERTIFICATE HOOK: the certificate of one request (``unlearn requests certificate REQ``), when this build
-        has the command; written to ``certificate-demo-01.html``."""
-        from orchestrator.cli import build_parser
-
-        requests_parser = build_parser()._subparsers._group_actions[0].choices["requests"]
-        actions = next(a for a in requests_parser._actions if getattr(a, "choices", None))
-        if "certificate" not in actions.choices:
-            self.log("    certificate: skipped (`unlearn requests certificate` is not part of this build yet)")
-            return
+        """The deletion certificate of one request (``unlearn requests certificate REQ``), written to
+        ``certificate-demo-01.html`` (kept when a resumed demo already wrote it)."""
         out = self.out / "certificate-demo-01.html"
         if not out.is_file():
             self.cli(["requests", "certificate", "demo-01", "--ledger", self.ledger, "--format", "html",
