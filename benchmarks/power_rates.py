@@ -16,40 +16,10 @@ OLD_TOLERANCE = 0.1
 
 
 def gate_functions():
-    """``(membership_test, gate_verdict)`` from orchestrator.ledger.verification, else a local stand-in with the same
-    interface (one-sided Mann-Whitney U, members higher; no-signal unless the parent's test rejects)."""
-    try:
-        from orchestrator.ledger.verification import gate_verdict, membership_test
+    """``(membership_test, gate_verdict, where)``: the product's own gate, so the benchmark measures what runs."""
+    from orchestrator.ledger.verification import gate_verdict, membership_test
 
-        return membership_test, gate_verdict, "orchestrator.ledger.verification"
-    except ImportError:
-        return _membership_test, _gate_verdict, "local stand-in (one-sided Mann-Whitney U)"
-
-
-@dataclass(frozen=True)
-class _Test:
-    statistic: float
-    p_value: float
-    alpha: float
-    rejects: bool
-    n_member: int
-    n_nonmember: int
-    auc: float
-
-
-def _membership_test(member_scores, nonmember_scores, *, alpha: float = 0.05) -> _Test:
-    from scipy.stats import mannwhitneyu
-
-    m, n = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
-    res = mannwhitneyu(m, n, alternative="greater")
-    return _Test(float(res.statistic), float(res.pvalue), alpha, bool(res.pvalue < alpha), len(m), len(n),
-                 float(res.statistic) / (len(m) * len(n)))
-
-
-def _gate_verdict(candidate_test, parent_test) -> str:
-    if not parent_test.rejects:
-        return "no-signal"
-    return "failed" if candidate_test.rejects else "verified"
+    return membership_test, gate_verdict, "orchestrator.ledger.verification"
 
 
 @dataclass
