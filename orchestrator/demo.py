@@ -177,7 +177,8 @@ class Demo:
         if not batches:
             return {}
         v = batches[-1]["metrics"]["verification"]
-        for line in verdict_lines(v):
+        lines = verdict_lines(v)  # the verdict and the parent's test here; the final summary has them all
+        for line in [lines[0], *(line for line in lines if line.startswith("original model"))]:
             self.log("    " + line)
         return v
 
@@ -185,10 +186,11 @@ class Demo:
         """The deletion certificate of one request (``unlearn requests certificate REQ``), written to
         ``certificate-demo-01.html`` (kept when a resumed demo already wrote it)."""
         out = self.out / "certificate-demo-01.html"
-        if not out.is_file():
+        if out.is_file():
+            self.log(f"    certificate of request demo-01: {out} (written before)")
+        else:
             self.cli(["requests", "certificate", "demo-01", "--ledger", self.ledger, "--format", "html",
                       "--out", str(out)])
-        self.log(f"    certificate of request demo-01: {out}")
 
     def file_requests(self, pretrained: Path) -> None:
         from trainables.data.splits import Splits

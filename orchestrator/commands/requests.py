@@ -70,6 +70,7 @@ def register(sub) -> None:
 def run_add(args) -> int:
     from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
+    from orchestrator.ledger.safe_text import printable
     from orchestrator.ledger.versions import intake_members, require_current
     from trainables.errors import UserError
 
@@ -89,7 +90,7 @@ def run_add(args) -> int:
     from trainables import console
 
     for rid, ok in result:
-        console.info(f"{rid}  {'added (pending)' if ok else 'already recorded, skipped'}")
+        console.info(f"{printable(rid)}  {'added (pending)' if ok else 'already recorded, skipped'}")
     print(f"{len(added)} request(s) added, {len(result) - len(added)} already present")
     return 0
 

@@ -115,8 +115,9 @@ def run(args) -> int:
                            models_dir=Path(args.models_dir) if args.models_dir else None,
                            lock_timeout_s=args.lock_timeout, config_file=args.config, overrides=args.overrides,
                            verify=verify, results=results)
-    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu,
-                             storage_path=args.storage or str(path.parent.resolve() / "ray_runs"))
+    storage = args.storage or str(path.parent.resolve() / "ray_runs")
+    opts.storage, opts.keep_failed = storage, args.keep_failed
+    executor = load_executor(args.executor, workers=args.workers, use_gpu=args.gpu, storage_path=storage)
     from trainables import console
 
     scheduler = Scheduler(path, executor, opts, log=console.info)
