@@ -10,7 +10,7 @@ As the penalty methods run them: model in eval mode (``model_mode=auto``), the p
 what ``model(x)`` returns by default (backbone features for encoders, logits for the classifier); views drawn once.
 Step kinds are interleaved and the median taken, so background load hits all alike. A lazy penalty
 (``gp_every=k``) costs ``plain + (gp - plain) / k`` per step on average (printed for k=4, derived, not timed).
-Target (issue 17): finite-difference / plain <= 2.0x on CIFAR 32 px.
+Target: finite-difference / plain <= 2.0x on CIFAR 32 px.
 
 ``--sweep-step``: instead, the relative error of the finite-difference parameter gradient against the exact one
 (float32) over a range of steps with the difference taken with the step, which is how ``gp_fd_step``'s default
