@@ -172,6 +172,25 @@ def check_candidate(uri: str, sha256: str) -> None:
                                f"{digest[:12]}..., verified {sha256[:12]}...); refusing to promote it")
 
 
+_MEMBERS = "request_id IN (SELECT request_id FROM batch_requests WHERE batch_id = ?)"
+
+
+def _close_failed(c, lease: Lease, batch_id: int, reason: str, metrics: dict | None,
+                  evidence_sha256: str | None) -> str | None:
+    """Inside a transaction: batch -> failed with its reason (and the gate's verdict when ``metrics`` holds one);
+    returns the time stamp, or None when the batch is already finished (nothing changed)."""
+    lease.check(c)
+    if _batch(c, batch_id)["state"] not in UNFINISHED_BATCH_STATES:
+        return None
+    now = utc_now()
+    c.execute("UPDATE batches SET state = 'failed', reason = ?, metrics = COALESCE(?, metrics), finished_at = ?, "
+              "updated_at = ? WHERE batch_id = ?",
+              (reason, json.dumps(metrics) if metrics is not None else None, now, now, batch_id))
+    if metrics and "verification" in metrics:
+        _record_verdict(c, batch_id, metrics, evidence_sha256)
+    return now
+
+
 def fail_batch(ledger: Ledger, lease: Lease, batch_id: int, reason: str, *, metrics: dict | None = None,
                max_failures: int = 3, count_retry: bool = True, evidence_sha256: str | None = None) -> list[str]:
     """No promotion: batch -> failed; its requests back to pending with retry_count + 1, or ``failed``
@@ -180,17 +199,10 @@ def fail_batch(ledger: Ledger, lease: Lease, batch_id: int, reason: str, *, metr
     ``count_retry=False`` (a configuration error or an infrastructure fault, not a verification failure): the
     requests go back to pending with their retry count unchanged."""
     with ledger.transaction() as c:
-        lease.check(c)
-        batch = _batch(c, batch_id)
-        if batch["state"] not in UNFINISHED_BATCH_STATES:
+        now = _close_failed(c, lease, batch_id, reason, metrics, evidence_sha256)
+        if now is None:
             return []
-        now = utc_now()
-        c.execute("UPDATE batches SET state = 'failed', reason = ?, metrics = COALESCE(?, metrics), finished_at = ?, "
-                  "updated_at = ? WHERE batch_id = ?",
-                  (reason, json.dumps(metrics) if metrics is not None else None, now, now, batch_id))
-        if metrics and "verification" in metrics:
-            _record_verdict(c, batch_id, metrics, evidence_sha256)
-        members = "request_id IN (SELECT request_id FROM batch_requests WHERE batch_id = ?)"
+        members = _MEMBERS
         step = 1 if count_retry else 0
         c.execute(f"UPDATE requests SET retry_count = retry_count + ?, reason = ?, batch_id = NULL, updated_at = ?, "
                   f"status = CASE WHEN ? AND retry_count + 1 >= ? THEN 'failed' ELSE 'pending' END "
@@ -210,15 +222,10 @@ def hold_batch(ledger: Ledger, lease: Lease, batch_id: int, reason: str, *, metr
     pending *without* using a retry, to be merged with later requests into a larger batch; with ``escalate``
     (the hold's age or size limit is reached) they become ``failed`` for a human instead. Returns escalated ids."""
     with ledger.transaction() as c:
-        lease.check(c)
-        batch = _batch(c, batch_id)
-        if batch["state"] not in UNFINISHED_BATCH_STATES:
+        now = _close_failed(c, lease, batch_id, reason, metrics, evidence_sha256)
+        if now is None:
             return []
-        now = utc_now()
-        c.execute("UPDATE batches SET state = 'failed', reason = ?, metrics = ?, finished_at = ?, updated_at = ? "
-                  "WHERE batch_id = ?", (reason, json.dumps(metrics), now, now, batch_id))
-        _record_verdict(c, batch_id, metrics, evidence_sha256)
-        members = "request_id IN (SELECT request_id FROM batch_requests WHERE batch_id = ?)"
+        members = _MEMBERS
         rows = [r[0] for r in c.execute(f"SELECT request_id FROM requests WHERE status IN ('batched', 'applied') "
                                         f"AND {members} ORDER BY seq", (batch_id,))]
         c.execute(f"UPDATE requests SET status = ?, reason = ?, batch_id = NULL, updated_at = ? "
