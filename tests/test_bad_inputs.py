@@ -220,6 +220,7 @@ CASES = [
     Case("ledger-unwritable-register", ["models", "register", "{ck}", "--ledger", "{ro}/l.sqlite"], "cannot write"),
     Case("ledger-unwritable-add", ["requests", "add", "--subject", "a", "--sample-ids", "{m}",
                                    "--ledger", "{ro}/l.sqlite"], "no ledger"),
+    Case("demo-negative-seed", ["demo", "--seed", "-1", "--quick", "--out", "{tmp}/d"], "--seed must be 0 or more"),
     Case("name-over-255-bytes", ["pretrain", "--out", "{tmp}/" + LONG, *TINY], "255"),
     Case("results-name-over-255-bytes", ["pretrain", "--out", "{tmp}/o", "--results", "{tmp}/" + LONG, *TINY],
          "255"),

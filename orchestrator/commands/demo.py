@@ -42,6 +42,8 @@ def run(args) -> int:
 
     if args.resume and args.out:
         raise UserError("give --out (a new demo) or --resume DIR (an interrupted one), not both")
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
     if args.resume:
         out = Path(args.resume)
         settings = load_settings(out)
