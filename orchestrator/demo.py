@@ -11,7 +11,7 @@ Steps, each the documented CLI command, every output in one timestamped director
 6. the scheduled unlearning (``unlearn schedule run``): batch, unlearn, verify (the gate's membership test on the
    candidate, and the same test on the parent: "without unlearning, this batch would fail"), promote; then the
    certificate of one request (:meth:`Demo.write_certificate`);
-7. a short Tune search (``unlearn tune``) when this build has it;
+7. a short Tune search (``unlearn tune``; ``--no-tune`` skips it);
 8. audit the promoted model against the original and the retrained one, write the report (``unlearn report``).
 
 Every command appends its rows to ``results/`` and writes atomically, so an interruption loses at most the step
@@ -223,13 +223,9 @@ class Demo:
         return Path(candidate), False
 
     def tune(self, pretrained: Path) -> None:
-        import importlib.util
 
         if not self.settings.tune:
             self.log("    skipped (--no-tune)")
-            return
-        if importlib.util.find_spec("orchestrator.commands.tune") is None:
-            self.log("    skipped: `unlearn tune` is not part of this build yet")
             return
         out = self.out / "tune"
         if (out / "summary.json").is_file():
