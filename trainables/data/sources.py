@@ -32,6 +32,17 @@ class ImageSource:
     labels: np.ndarray  # (N,) int64
     pool: np.ndarray  # (N,) int8: TRAIN (candidate members) or TEST (candidate non-members)
     class_names: list[str] = field(default_factory=list)
+    # A record's stable name, what users speak (see trainables/data/keys.py); None: "<pool>/<index in pool>".
+    record_keys: np.ndarray | None = None  # (N,) object (str)
+    # File-backed sources: where each image lives (local path or URI), so readers can stream; None: in memory only.
+    paths: list[str] | None = None
+
+    @property
+    def keys(self) -> np.ndarray:
+        """(N,) str keys by sample id: stable across runs, and across adding or removing other records."""
+        from trainables.data.keys import builtin_keys
+
+        return self.record_keys if self.record_keys is not None else builtin_keys(self.pool)
 
     @property
     def sample_ids(self) -> np.ndarray:
