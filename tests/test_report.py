@@ -203,7 +203,7 @@ def test_numbers_right_text_left_and_met_missed_in_words_and_colour(store):
     targets = html.split('id="targets"', 1)[1].split("</table>", 1)[0]
     head = re.findall(r"<th( class=\"num\")?>([^<]*)</th>", targets)
     assert [unescape(h) for c, h in head if c] == ["n", "attack before >= 0.75", "|after - retrain| <= 0.05",
-                                         "|after - 0.5| <= 0.05", "ACC drop <= 0.10"]
+                                         "|after - 0.5| <= 0.05", "utility drop <= 0.10"]
     moco = next(r for r in targets.split("<tr>") if "<td>moco</td>" in r)
     assert '<td class="num missed">0.710 ± 0.010 <span class="mark">✗ MISSED</span></td>' in moco
     assert '<td class="num met">0.030 ± 0.010 <span class="mark">✓ met</span></td>' in moco

@@ -49,7 +49,8 @@ SECTIONS = PAPER_SECTIONS + OTHER_SECTIONS
 HOW_TO_READ = ("Cells are mean ± sample sd over seeds (`n` rows; rows that differ only in seeds or runtime settings "
                "are pooled). Attack = each evaluation's primary membership-inference attack on the forget set vs "
                "held-out non-members: 0.5 is chance, and far below 0.5 leaks too, so the retrained model is the "
-               "reference. ACC = kNN accuracy for encoders, test accuracy for classifiers. See docs/report.md.")
+               "reference. Utility (ACC in the paper's tables) = kNN accuracy for encoders, test accuracy for "
+               "classifiers. See docs/report.md.")
 
 
 def without_empty_columns(table: Table) -> Table:

@@ -61,7 +61,7 @@ def gap_to_retrain(frame: pd.DataFrame) -> list[Table]:
                       *(cell(line, m) for m in metrics[:6]), cell(line, "unlearn_s", digits=1),
                       cell(line, "retrain_s", digits=1), fmt(ratio, digits=3)])
     return [Table(["dataset", "model", "method", "experiment", "n", "attack after", "attack retrain",
-                   "gap acc", "gap AUC", "|after - 0.5|", "ACC after - retrain", "unlearn s", "retrain s",
+                   "attack gap", "AUC gap", "|after - 0.5|", "utility after - retrain", "unlearn s", "retrain s",
                    "time ratio"], lines,
                   "Per-method gap to the retrained model (after - retrain; the reference need not sit at 0.5) and "
                   "unlearning / retraining wall time")]
@@ -79,8 +79,8 @@ def baselines(frame: pd.DataFrame) -> list[Table]:
               cell(line, "unlearn_s", digits=1)] for _, line in summary.iterrows()]
     lines += reference_lines(rows, ["mia_accuracy", "mia_auc", "util"], stage="retrain", name="retrain (reference)",
                              lead=0, trail=4)
-    return [Table(["dataset", "model", "method", "n", "attack acc", "AUC", "ACC", "gap to retrain", "|acc - 0.5|",
-                   "ACC drop", "unlearn s"], lines, "Baselines on the same splits, after unlearning (last lines: the "
+    return [Table(["dataset", "model", "method", "n", "attack acc", "AUC", "utility", "gap to retrain", "|attack - 0.5|",
+                   "utility drop", "unlearn s"], lines, "Baselines on the same splits, after unlearning (last lines: the "
                                                     "retrained reference)")]
 
 
@@ -103,7 +103,7 @@ def tuned_vs_default(frame: pd.DataFrame) -> list[Table]:
               ", ".join(f"{h[3:]}={_short(line[h])}" for h in _HP if line[h] != ""), str(line["n"]),
               *(cell(line, m) for m in metrics)] for _, line in summary.iterrows()]
     return [Table(["dataset", "model", "method", "config", "hyperparameters", "n", "attack acc", "gap to retrain",
-                   "|acc - 0.5|", "ACC", "ACC drop"], lines,
+                   "|attack - 0.5|", "utility", "utility drop"], lines,
                   "Tune-found configuration (experiment `tuned`) beside the paper's defaults (main rows)")]
 
 
@@ -156,7 +156,7 @@ def scheduled_batches(frame: pd.DataFrame) -> list[Table]:
                       f"{row['forget_size']:.0f}", f"{fmt(row[f'before_{attack}'])} -> {fmt(row[f'after_{attack}'])}",
                       f"{fmt(row[f'before_{util}'])} -> {fmt(row[f'after_{util}'])}", fmt(row["wall_time_s"], digits=1),
                       str(extra.get("reason") or "")])
-    return [Table(["batch", "status", "version", "ids", "attack parent -> candidate", "ACC parent -> candidate",
+    return [Table(["batch", "status", "version", "ids", "attack parent -> candidate", "utility parent -> candidate",
                    "wall s", "reason"], lines, "Scheduled deletion batches (`unlearn schedule run`)")]
 
 
@@ -168,7 +168,7 @@ def runs_overview(frame: pd.DataFrame) -> list[Table]:
     if not pre.empty:
         summary = summarise(pre, ["dataset", "model", "num_members", "hp_epochs"],
                             ["before_util", "before_linear_acc", "wall_time_s"])
-        tables.append(Table(["dataset", "model", "members", "epochs", "config", "n", "ACC", "linear", "wall s"],
+        tables.append(Table(["dataset", "model", "members", "epochs", "config", "n", "utility", "linear probe", "wall s"],
                             [[line["dataset"], line["model"], _short(line["num_members"]), _short(line["hp_epochs"]),
                               line["config"], str(line["n"]), cell(line, "before_util"),
                               cell(line, "before_linear_acc"), cell(line, "wall_time_s", digits=1)]

@@ -62,7 +62,7 @@ def _mark(value: float, sd: float, met) -> str:
 def targets_rows(df: pd.DataFrame) -> Table:
     """The targets as a report table (each cell: value, then met / MISSED)."""
     heads = ["dataset", "model", "method", "experiment", "n", "attack before >= 0.75", "|after - retrain| <= 0.05",
-             "|after - 0.5| <= 0.05", "ACC drop <= 0.10", "all"]
+             "|after - 0.5| <= 0.05", "utility drop <= 0.10", "all"]
     lines = []
     for _, line in df.iterrows():
         lines.append([line["dataset"], line["model"], line["method"] + (f" ({line['config']})" if line["config"]
