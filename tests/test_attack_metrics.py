@@ -130,4 +130,4 @@ def test_efficacy_leakage_and_verdict():
     assert lk["gap_to_retrain"] == pytest.approx(-0.15) and lk["leakage_vs_retrain"] == pytest.approx(0.15)
     assert "below chance" in verdict(0.3, 0.25, 0.35)
     assert "above chance" in verdict(0.7, 0.65, 0.75)
-    assert "indistinguishable" in verdict(0.52, 0.47, 0.57)
+    assert "includes chance" in verdict(0.52, 0.47, 0.57)

@@ -111,9 +111,11 @@ def leakage(accuracy: float, retrain_accuracy: float | None = None) -> dict[str,
 
 
 def verdict(value: float, lo: float, hi: float, *, chance: float = 0.5) -> str:
-    """Reading of an accuracy/AUC interval: above chance, below chance (also leakage), or indistinguishable."""
+    """Reading of an accuracy/AUC interval: above chance, below chance (also leakage), or an interval that
+    includes chance: absence of evidence at this sample size, not evidence of absence (the gate's rank test on
+    per-sample scores has more power)."""
     if np.isfinite(lo) and lo > chance:
         return "members distinguishable (above chance)"
     if np.isfinite(hi) and hi < chance:
         return "leaks: below chance (forget set unlike non-members)"
-    return "indistinguishable from chance"
+    return "interval includes chance (not, on its own, evidence of forgetting)"
