@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import subprocess
 import sys
@@ -114,12 +117,19 @@ def test_a_checkpoint_handle_verifies_before_it_answers(tmp_path):
         ck.kind  # noqa: B018
 
 
+def test_audit_results_without_out_is_refused(tmp_path):
+    with pytest.raises(UserError, match="give out= too"):
+        orchestrator.audit(tmp_path, results=tmp_path / "results")
+
+
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_the_python_api_page_runs(tmp_path, monkeypatch, capsys):
-    """Every ``python`` block of docs/python-api.md, in order, in one namespace, in an empty directory."""
+@pytest.fixture(scope="module")
+def page_run(tmp_path_factory):
+    """Every ``python`` block of docs/python-api.md, in order, in one namespace, in an empty directory:
+    (namespace, directory, what it printed). An exception in the page's code fails every test that uses it."""
     page = ROOT / "docs" / "python-api.md"
     blocks = python_blocks(page.read_text())
     assert len(blocks) >= 6
@@ -127,13 +137,42 @@ def test_the_python_api_page_runs(tmp_path, monkeypatch, capsys):
     for name in ("pretrain(", "forget(", "retrain(", "audit(", "Ledger(", ".add_request(", ".requests()",
                  "schedule_run("):
         assert name in code, f"the example no longer shows {name}"
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "python_api_doc"}
-    exec(compile(code, str(page), "exec"), namespace)  # noqa: S102  the repository's own documentation
-    printed = capsys.readouterr().out
+    where, here = tmp_path_factory.mktemp("page"), os.getcwd()
+    namespace: dict = {"__name__": "python_api_page"}
+    printed = io.StringIO()
+    os.chdir(where)
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, str(page), "exec"), namespace)  # noqa: S102  the repository's own documentation
+    finally:
+        os.chdir(here)
+    return namespace, where, printed.getvalue()
+
+
+def test_the_python_api_page_runs(page_run):
+    namespace, where, printed = page_run
     assert "invalid config: b: Input should be a valid number" in printed
     table, base, forgot = namespace["table"], namespace["base"], namespace["forgot"]
     assert table.shape[0] == 2 and table["after_mia_accuracy"].between(0, 1).all()
-    assert forgot.parent == base and sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+    assert forgot.parent == base and sorted(p.name for p in (where / "runs").iterdir()) == [
         "base", "forgot", "ledger.sqlite", "retrained"]  # audit() without out= wrote nothing
     assert namespace["request_id"] == "req-000001" and namespace["version"] == 1
+    ledger = namespace["ledger"]
+    assert ledger.requests("verified").empty and ledger.requests("verified").columns.equals(
+        namespace["requests"].columns)
+    assert ledger.models().version.tolist() == [1] and ledger.current_model() == base
+    assert ledger.request("req-000001")["sample_ids"] == namespace["forget_ids"][:3]
+
+
+def test_audit_with_out_writes_the_cli_files_and_returns_the_rows_it_appended(page_run, tmp_path):
+    from orchestrator.results import store
+
+    namespace = page_run[0]
+    out, results = tmp_path / "audit", tmp_path / "results"
+    table = orchestrator.audit(namespace["forgot"], original=namespace["base"], attacks="confidence", n_views=4,
+                               bootstrap=20, plots=False, out=out, results=results, experiment="api")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.txt", "signals.parquet"]
+    assert (out / "report.txt").read_text() == table.attrs["report"] + "\n"
+    stored = store.load(str(results), kinds=["evaluate"])
+    assert stored.shape[0] == 1 and stored["experiment"].tolist() == ["api"] == table["experiment"].tolist()
+    assert stored["after_mia_accuracy"].tolist() == table["after_mia_accuracy"].tolist()

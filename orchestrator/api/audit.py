@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.api.checkpoint import Checkpoint
 from orchestrator.api.command import flags, parse, path_of, set_pairs, tag_pairs
+from trainables.errors import UserError
 
 PathLike = str | os.PathLike
 
@@ -38,6 +39,9 @@ def audit(candidate: PathLike | Checkpoint, *, original: PathLike | Checkpoint |
 
     from orchestrator.commands.evaluate import audit as evaluate
 
+    if out is None and results is not None:
+        raise UserError("audit(results=...) appends rows that point at the report files of out=DIR: give out= too "
+                        "(without out= nothing is written; the DataFrame is the result)")
     if attacks is not None:
         params = {**params, "attack.attacks": [attacks] if isinstance(attacks, str) else list(attacks)}
     optional = {"original": original, "retrained": retrained, "shadow": shadow}

@@ -78,7 +78,8 @@ class Ledger:
             list(status) if status is not None else None
         with Database.open(self.path) as db:
             rows = db.list_requests(status=wanted or None)
-        return pd.DataFrame(rows, columns=None if rows else ["request_id", "subject_id", "sample_ids", "status"])
+            columns = [c[0] for c in db.conn.execute("SELECT * FROM requests LIMIT 0").description]
+        return pd.DataFrame(rows, columns=columns)  # the same columns when no request matches
 
     def request(self, request_id: str) -> dict[str, Any]:
         """One request's ledger row (``unlearn requests show --json``, without its batches)."""
@@ -98,7 +99,8 @@ class Ledger:
         from orchestrator.ledger.db import Ledger as Database
 
         with Database.open(self.path) as db:
-            return pd.DataFrame(db.list_models())
+            columns = [c[0] for c in db.conn.execute("SELECT * FROM model_versions LIMIT 0").description]
+            return pd.DataFrame(db.list_models(), columns=columns)
 
     def current_model(self) -> Checkpoint | None:
         """The served model's checkpoint (None before any is registered)."""
