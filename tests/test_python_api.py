@@ -110,9 +110,11 @@ def test_ledger_errors_are_the_cli_errors(tmp_path, capsys):
     assert str(exc.value) == expected and not missing.exists()
 
 
-def test_a_checkpoint_handle_verifies_before_it_answers(tmp_path):
+def test_a_checkpoint_handle_verifies_before_it_answers(tmp_path, monkeypatch):
     ck = orchestrator.Checkpoint(tmp_path)
     assert Path(ck) == tmp_path and repr(ck) == f"Checkpoint({str(tmp_path)!r})"
+    monkeypatch.chdir(tmp_path)
+    assert orchestrator.Checkpoint("x").path == tmp_path / "x"  # absolute: still the same after a chdir
     with pytest.raises(UserError, match="is not a checkpoint: meta.json is missing"):
         ck.kind  # noqa: B018
 

@@ -21,7 +21,7 @@ class Checkpoint(os.PathLike):
     ``Ledger.register(ck)``, ``open(Path(ck) / "meta.json")``)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = Path(path).expanduser().absolute()  # the same directory after a later os.chdir
 
     def __fspath__(self) -> str:
         return str(self.path)

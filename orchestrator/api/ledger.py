@@ -23,12 +23,13 @@ PathLike = str | os.PathLike
 
 class Ledger:
     """The ledger database at ``path`` (default: ``$UNLEARN_LEDGER``, else the CLI's default), as ``--ledger``
-    names it. Each call opens and closes its own connection, as a CLI command does."""
+    names it, made absolute. Each call opens and closes its own connection, as a CLI command does."""
 
     def __init__(self, path: PathLike | None = None):
         from orchestrator.ledger.db import resolve_ledger_path
 
-        self.path = resolve_ledger_path(os.fspath(path) if path is not None else None)
+        # absolute: the same database after a later os.chdir (messages name it so)
+        self.path = resolve_ledger_path(os.fspath(path) if path is not None else None).absolute()
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"

@@ -137,7 +137,10 @@ def schedule_pass(args):
     from trainables import console
 
     scheduler = Scheduler(path, executor, opts, log=console.info)
-    return scheduler.plan() if args.dry_run else scheduler.run()
+    try:
+        return scheduler.plan() if args.dry_run else scheduler.run()
+    finally:
+        scheduler.ledger.close()  # in-process callers (the Python API) keep no connection open
 
 
 def verify_config(args):
