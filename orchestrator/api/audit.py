@@ -37,7 +37,7 @@ def audit(candidate: PathLike | Checkpoint, *, original: PathLike | Checkpoint |
     (``attack={"max_fit": 200}``, ``runtime``, ...)."""
     import pandas as pd
 
-    from orchestrator.commands.evaluate import audit as evaluate
+    from orchestrator.commands.evaluate import evaluate
 
     if out is None and results is not None:
         raise UserError("audit(results=...) appends rows that point at the report files of out=DIR: give out= too "
@@ -50,13 +50,9 @@ def audit(candidate: PathLike | Checkpoint, *, original: PathLike | Checkpoint |
             *flags(threat_model=threat_model, n_views=n_views, bootstrap=bootstrap, no_plots=not plots,
                    config=config, results=results, experiment=experiment, tag=tag_pairs(tags)),
             *set_pairs(params)]
+    args = parse([*argv, f"--out={os.fspath(out) if out is not None else '-'}"])  # the parser requires --out
     if out is None:
-        argv.append("--out=unused")  # the parser requires --out; cleared below, so nothing is written
-    else:
-        argv.append(f"--out={os.fspath(out)}")
-    args = parse(argv)
-    if out is None:
-        args.out = None
+        args.out = None  # evaluate() then writes nothing
     done = evaluate(args)
     from orchestrator.results.store import to_table
 

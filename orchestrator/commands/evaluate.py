@@ -56,7 +56,7 @@ class Audit:
 
 
 def run(args) -> int:
-    done = audit(args)
+    done = evaluate(args)
     from trainables import console
 
     print("\n".join(verdict_lines(done.table, done.ev)) if console.is_quiet() else done.table)
@@ -66,7 +66,7 @@ def run(args) -> int:
     return 0
 
 
-def audit(args) -> Audit:
+def evaluate(args) -> Audit:
     """The work of ``unlearn evaluate`` (the CLI and the Python API's ``audit()``): validate, attack, and with
     ``args.out`` write the files and append the results rows; without it, write nothing."""
     from orchestrator.config import load_job
