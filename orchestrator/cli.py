@@ -52,8 +52,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def build_parser(parser_class: type[argparse.ArgumentParser] | None = None) -> argparse.ArgumentParser:
+    """The ``unlearn`` parser. ``parser_class`` (a subclass of the CLI's own) changes how parse errors are reported:
+    the Python API raises them as :class:`UserError` instead of exiting."""
+    parser_class = parser_class or _Parser
+    parser = parser_class(
         prog="unlearn",
         description="Machine unlearning for contrastive and supervised image models: pretrain, forget (gradient-"
                     "penalty unlearning and baselines), audit with membership inference, search hyperparameters, "
@@ -66,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     loud = parser.add_mutually_exclusive_group()
     loud.add_argument("-q", "--quiet", action="store_true", help="print errors and each command's final summary only")
     loud.add_argument("-v", "--verbose", action="store_true", help="also print every epoch and Ray's own warnings")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"orchestrator.commands.{name}")

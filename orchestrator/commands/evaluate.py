@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.cli import add_config_args
 from orchestrator.results.run_rows import add_results_args
@@ -40,7 +42,33 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+@dataclass
+class Audit:
+    """What one ``unlearn evaluate`` computed: the evaluation, its table, one results row per attack, and where the
+    files went (``out`` None: nothing was written; the Python API's ``audit()`` without ``out``)."""
+
+    ev: Any
+    table: str
+    rows: list[dict[str, Any]]
+    out: Path | None
+    plots: list[Path]
+    results: str | None
+
+
 def run(args) -> int:
+    done = evaluate(args)
+    from trainables import console
+
+    print("\n".join(verdict_lines(done.table, done.ev)) if console.is_quiet() else done.table)
+    print(f"{'' if console.is_quiet() else chr(10)}wrote {done.out}/report.txt, metrics.json, signals.parquet"
+          + (", " + ", ".join(p.name for p in done.plots) if done.plots else ""))
+    console.info(f"results rows: {len(done.ev.job.attack.attacks)} appended to {done.results}")
+    return 0
+
+
+def evaluate(args) -> Audit:
+    """The work of ``unlearn evaluate`` (the CLI and the Python API's ``audit()``): validate, attack, and with
+    ``args.out`` write the files and append the results rows; without it, write nothing."""
     from orchestrator.config import load_job
     from orchestrator.outputs import check_out_dir
     from trainables.attacks.config import EvaluateJob
@@ -50,10 +78,10 @@ def run(args) -> int:
     job = load_job(EvaluateJob, config_file=args.config, preset=None, overrides=args.overrides,
                    cli_values={"attack.threat_model": args.threat_model, "attack.n_views": args.n_views,
                                "attack.bootstrap": args.bootstrap, "plots": False if args.no_plots else None})
-    out = check_out_dir(args.out)
+    out = check_out_dir(args.out) if args.out is not None else None
     from orchestrator.results.run_rows import parse_tags, results_path
 
-    results = results_path(args.results)  # a bad URI fails now, before work
+    results = results_path(args.results) if out is not None else None  # a bad URI fails now, before work
     tags = parse_tags(args.tags)
     if job.runtime.num_threads:
         import torch
@@ -63,12 +91,19 @@ def run(args) -> int:
         path = getattr(args, flag)
         if path and not Path(path).exists():
             raise UserError(f"--{flag} {path} does not exist")
+    from orchestrator.results.evaluation_rows import evaluation_rows
+
+    paths = {"checkpoint": args.checkpoint, "original": args.original, "retrained": args.retrained}
+    log = _logger()
+    if out is None:
+        ev = evaluate_checkpoints(paths, job, shadow=args.shadow, shadow_out=None, log=log)
+        warn_without_signal(ev, log)
+        return Audit(ev, format_table(ev), evaluation_rows(ev, Path("."), experiment=args.experiment, extra=tags),
+                     None, [], None)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        log = _logger()
-        ev = evaluate_checkpoints({"checkpoint": args.checkpoint, "original": args.original,
-                                   "retrained": args.retrained}, job, shadow=args.shadow,
+        ev = evaluate_checkpoints(paths, job, shadow=args.shadow,
                                   shadow_out=(tmp / "shadow") if job.attack.threat_model == "shadow" and not args.shadow
                                   else None, log=log)
         warn_without_signal(ev, log)
@@ -85,23 +120,16 @@ def run(args) -> int:
             plots = write_all(ev.reports, tmp, history=main.meta.get("history") if ev.main_role != "original" else
                               None, tsne_samples=job.tsne_samples, seed=job.attack.seed,
                               paper_figures=job.paper_figures)
-        from orchestrator.results.evaluation_rows import evaluation_rows
         from orchestrator.results.store import append
 
         # the rows before OUT is published: a failed append leaves no OUT without its rows (a rerun just works)
-        append(results, evaluation_rows(ev, out, experiment=args.experiment, extra=tags,
-                                        plots=[out / p.name for p in plots]))
+        rows = evaluation_rows(ev, out, experiment=args.experiment, extra=tags, plots=[out / p.name for p in plots])
+        append(results, rows)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from trainables import console
-
-    print("\n".join(verdict_lines(table, ev)) if console.is_quiet() else table)
-    print(f"{'' if console.is_quiet() else chr(10)}wrote {out}/report.txt, metrics.json, signals.parquet"
-          + (", " + ", ".join(p.name for p in plots) if plots else ""))
-    console.info(f"results rows: {len(ev.job.attack.attacks)} appended to {results}")
-    return 0
+    return Audit(ev, table, rows, out, plots, results)
 
 
 def warn_without_signal(ev, log) -> None:

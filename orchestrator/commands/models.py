@@ -81,6 +81,21 @@ def register(sub) -> None:
 
 
 def run_register(args) -> int:
+    from orchestrator.ledger.db import resolve_ledger_path
+    from trainables import console
+
+    version, row, added = register_version(args)
+    state = "current" if row["is_current"] else "registered (not current)"
+    if row["evidence"] == "unverified":
+        state += ", PROMOTED UNVERIFIED"
+    print(f"model version {version}: {row['uri']} ({state}{'' if added else ', already registered'})")
+    console.info(f"ledger: {resolve_ledger_path(args.ledger)}")
+    return 0
+
+
+def register_version(args) -> tuple[int, dict, bool]:
+    """The work of ``models register`` (the CLI and the Python API's ``Ledger.register``): the version, its
+    ledger row, and whether it was added now (False: that checkpoint was already registered)."""
     from orchestrator.ledger.db import Ledger, resolve_ledger_path
     from orchestrator.ledger.lease import Lease
     from orchestrator.ledger.versions import read_registration, register_checkpoint
@@ -113,14 +128,7 @@ def run_register(args) -> int:
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
         raise
-    state = "current" if row["is_current"] else "registered (not current)"
-    if row["evidence"] == "unverified":
-        state += ", PROMOTED UNVERIFIED"
-    print(f"model version {version}: {row['uri']} ({state}{'' if added else ', already registered'})")
-    from trainables import console
-
-    console.info(f"ledger: {path}")
-    return 0
+    return version, row, added
 
 
 def run_list(args) -> int:

@@ -68,9 +68,22 @@ def register(sub) -> None:
 
 
 def run_add(args) -> int:
+    from orchestrator.ledger.safe_text import printable
+    from trainables import console
+
+    result = add_requests(args)
+    added = [rid for rid, ok in result if ok]
+    for rid, ok in result:
+        console.info(f"{printable(rid)}  {'added (pending)' if ok else 'already recorded, skipped'}")
+    print(f"{len(added)} request(s) added, {len(result) - len(added)} already present")
+    return 0
+
+
+def add_requests(args) -> list[tuple[str, bool]]:
+    """The work of ``requests add`` (the CLI and the Python API's ``Ledger.add_request``): ``(request_id, added)``
+    per request, ``added`` False for a repeated request id with the same content."""
     from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
-    from orchestrator.ledger.safe_text import printable
     from orchestrator.ledger.versions import intake_members, require_current
     from trainables.errors import UserError
 
@@ -85,14 +98,7 @@ def run_add(args) -> int:
                             received_at=args.received_at)]
     with Ledger.open(args.ledger) as ledger:
         check_members(new, intake_members(ledger, require_current(ledger)))  # the ledger's copy of the members
-        result = ledger.add_requests(new, check=reject_forgotten)
-    added = [rid for rid, ok in result if ok]
-    from trainables import console
-
-    for rid, ok in result:
-        console.info(f"{printable(rid)}  {'added (pending)' if ok else 'already recorded, skipped'}")
-    print(f"{len(added)} request(s) added, {len(result) - len(added)} already present")
-    return 0
+        return ledger.add_requests(new, check=reject_forgotten)
 
 
 def run_list(args) -> int:

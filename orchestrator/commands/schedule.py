@@ -81,11 +81,27 @@ def _raw():
 
 def run(args) -> int:
     import sys
+
+    from orchestrator.ledger.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
+
+    try:
+        outcome = schedule_pass(args)
+    except (LeaseHeld, LeaseLost) as exc:  # LeaseLost: this run was presumed dead and another one took over
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    stream = sys.stdout if outcome.code == 0 else sys.stderr
+    print(("dry run: " if args.dry_run else "") + outcome.message, file=stream, flush=True)
+    return outcome.code
+
+
+def schedule_pass(args):
+    """The work of ``schedule run`` (the CLI and the Python API's ``schedule_run()``): one pass (or its plan with
+    ``--dry-run``), as the scheduler's Outcome (exit code, message, batch, version). Raises LeaseHeld / LeaseLost
+    when another run holds the lock."""
     from pathlib import Path
 
     from orchestrator.ledger.db import resolve_ledger_path
     from orchestrator.ledger.executors import load_executor
-    from orchestrator.ledger.lease import EXIT_LOCKED, LeaseHeld, LeaseLost
     from orchestrator.ledger.scheduler import ScheduleOptions, Scheduler
     from orchestrator.results.run_rows import results_path
     from trainables.errors import UserError
@@ -122,13 +138,9 @@ def run(args) -> int:
 
     scheduler = Scheduler(path, executor, opts, log=console.info)
     try:
-        outcome = scheduler.plan() if args.dry_run else scheduler.run()
-    except (LeaseHeld, LeaseLost) as exc:  # LeaseLost: this run was presumed dead and another one took over
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    stream = sys.stdout if outcome.code == 0 else sys.stderr
-    print(("dry run: " if args.dry_run else "") + outcome.message, file=stream, flush=True)
-    return outcome.code
+        return scheduler.plan() if args.dry_run else scheduler.run()
+    finally:
+        scheduler.ledger.close()  # in-process callers (the Python API) keep no connection open
 
 
 def verify_config(args):
