@@ -32,6 +32,7 @@ from torch import nn
 
 from trainables.data.augment import ViewMaker
 from trainables.data.loaders import ImageSubset, make_loader
+from trainables.errors import UserError
 from trainables.loops.context import (
     LoopContext,
     autocast,
@@ -41,7 +42,6 @@ from trainables.loops.context import (
     place_model,
     set_loader_epoch,
 )
-from trainables.errors import UserError
 from trainables.models.base import unwrap
 from trainables.unlearning.prepared import PrepareData
 from trainables.unlearning.registry import MethodInfo
