@@ -95,6 +95,8 @@ def test_every_method_is_declared_once_and_every_place_agrees():
         assert [k.strip() for k in rows[name].split(",")] == list(method.kinds), f"docs kinds of {name}"
         if method.step_ref is not None:
             assert callable(method.step), name
+        if method.prepare_ref is not None:
+            assert callable(method.prepare), name
         if method.space is not None:
             assert spaces[method.space]["method"] == name, f"search_spaces/{method.space}.yaml is not for {name}"
     assert set(rows) <= set(METHODS), f"docs rows for unknown methods: {set(rows) - set(METHODS)}"

@@ -115,6 +115,8 @@ def _nan_penalty(model, x, form="squared", **estimator):
 @pytest.mark.parametrize("args, message", [
     (["--method", "nope"], "unknown unlearning method 'nope'; choose one of: gp, memgp, retrain"),
     (["--method", "random_labels"], "random_labels needs a supervised classifier"),
+    (["--method", "salun"], "salun needs a supervised classifier"),
+    (["--method", "scrub", "--set", "scrub_alpha=0", "--set", "scrub_gamma=0"], "scrub_alpha and scrub_gamma are both 0"),
     (["--forget-ids", ""], "the forget set is empty"),
     (["--forget-ids", "EMPTYFILE"], "the forget set is empty"),
     (["--forget-ids", "NONMEMBER"], "forget ids are not members of the training set"),

@@ -9,7 +9,8 @@ from orchestrator.tune.space import available_spaces, load_space
 from tests.tune_helpers import write_space
 from trainables.errors import UserError
 
-SHIPPED = {"memgp", "gp", "finetune", "neggrad_plus", "l1_sparse", "alignment_calibration", "random_labels"}
+SHIPPED = {"memgp", "gp", "finetune", "neggrad_plus", "l1_sparse", "alignment_calibration", "random_labels",
+           "salun", "scrub"}
 
 
 def test_every_shipped_space_loads_and_runs_its_method():

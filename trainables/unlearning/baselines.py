@@ -40,13 +40,14 @@ def neggrad_plus_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor
     return {"loss": retain - job.ascent_weight * forget, "retain": retain, "forget": forget}
 
 
-def random_labels_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor]:
-    """Primary split: forget (relabelled at random); a retain batch is drawn per step."""
+def random_labels_step(model: nn.Module, data: StepData, job, retain_weight: float = 1.0) -> dict[str, Tensor]:
+    """Primary split: forget (relabelled at random); a retain batch is drawn per step. SalUn reuses it with its
+    retain weight (salun.py)."""
     wrong = random_other_labels(data.labels, data.sample_ids, unwrap(model).num_classes, data.seed)
     forget = train_objective(model, data, data.images, wrong)
     retain_images, retain_labels = _retain_batch(data, job)
     retain = train_objective(model, data, retain_images, retain_labels)
-    return {"loss": forget + retain, "forget_random": forget, "retain": retain}
+    return {"loss": forget + retain_weight * retain, "forget_random": forget, "retain": retain}
 
 
 def l1_sparse_step(model: nn.Module, data: StepData, job) -> dict[str, Tensor]:

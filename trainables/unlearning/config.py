@@ -26,6 +26,11 @@ Keys (defaults follow the paper where it says, and a measured CIFAR prototype (d
     ascent_weight     neggrad_plus: weight of the gradient ascent on the forget set (retain descent has weight 1)
     l1_weight         l1_sparse: initial l1 coefficient, decaying linearly to 0 over the epochs (Jia et al., 2023)
     alignment_weight  alignment_calibration: weight of the forget-view agreement term
+    salun_fraction    salun: fraction of the weights (the most salient to the forget loss) that may change
+    salun_retain_weight  salun: weight of the retain cross-entropy (the paper's alpha; forget term weight 1)
+    scrub_msteps      scrub: the first k epochs begin with a max pass over the forget set (every epoch if k >= epochs)
+    scrub_temperature scrub: distillation temperature T of the KL between teacher and student
+    scrub_alpha, scrub_gamma  scrub: weights of the retain KL and the retain cross-entropy in a min step
     runtime           device, seed, threads, amp, progress (the pretraining RuntimeConfig)
 """
 
@@ -75,6 +80,13 @@ class UnlearnJob(StrictModel):
     ascent_weight: float = Field(0.1, ge=0, description="neggrad_plus: weight of the ascent on the forget set")
     l1_weight: float = Field(5e-4, ge=0, description="l1_sparse: initial l1 coefficient (linear decay to 0)")
     alignment_weight: float = Field(1.0, ge=0, description="alignment_calibration: forget-view agreement weight")
+    salun_fraction: float = Field(0.5, gt=0, le=1, description="salun: fraction of the weights, the most salient "
+                                                               "to the forget loss, that the unlearning may change")
+    salun_retain_weight: float = Field(1.0, ge=0, description="salun: weight of the retain cross-entropy")
+    scrub_msteps: int = Field(3, ge=0, description="scrub: epochs that begin with a max pass over forget")
+    scrub_temperature: float = Field(4.0, gt=0, description="scrub: temperature of the teacher-student KL")
+    scrub_alpha: float = Field(0.5, ge=0, description="scrub: weight of the retain KL in a min step")
+    scrub_gamma: float = Field(1.0, ge=0, description="scrub: weight of the retain cross-entropy in a min step")
     sync_momentum_target: bool = Field(True, description="MoCo/BYOL: copy the online weights into the momentum "
                                                          "target at the end (else the target keeps the forget set)")
     explode_limit: float = Field(1e6, gt=0, description="a loss term above this stops the run")
@@ -92,6 +104,8 @@ class UnlearnJob(StrictModel):
     def _check_weights(self) -> UnlearnJob:
         if self.method in PENALTY_METHODS and self.a == 0 and self.b == 0 and self.c == 0:
             raise ValueError(f"{self.method}: every loss weight (a, b, c) is 0; nothing would be optimised")
+        if self.method == "scrub" and self.scrub_alpha == 0 and self.scrub_gamma == 0:
+            raise ValueError("scrub: scrub_alpha and scrub_gamma are both 0; the min steps would optimise nothing")
         if self.method == "memgp" and self.c != 0:
             raise ValueError("memgp (Eq. 3) has no L_Norm term; set c=0 or use method=gp")
         if self.method in PENALTY_METHODS and self.gp_every > 1 and self.a == 0 and self.c == 0:

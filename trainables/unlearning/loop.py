@@ -7,6 +7,10 @@ explosion before the step is applied, per-epoch means logged, then ``ctx.on_epoc
 checkpointing). After the last epoch and before its ``on_epoch_end``: momentum targets synchronised and a kNN
 monitor, so the last reported state is the final model.
 
+A method with a prepare hook (SalUn, SCRUB; ``prepared.py``) gets its per-run state computed on the parent's
+weights before the first step (or rebuilt from the train state on resume), passed to every step and saved with
+every train state; a method with ``phases`` walks several splits per epoch in turn (one loader each).
+
 Parameters that no term reaches (the projection head when only the encoder features are penalised) are frozen
 for the run, so DDP never waits for gradients that cannot come.
 
@@ -28,6 +32,7 @@ from torch import nn
 
 from trainables.data.augment import ViewMaker
 from trainables.data.loaders import ImageSubset, make_loader
+from trainables.errors import UserError
 from trainables.loops.context import (
     LoopContext,
     autocast,
@@ -38,6 +43,7 @@ from trainables.loops.context import (
     set_loader_epoch,
 )
 from trainables.models.base import unwrap
+from trainables.unlearning.prepared import PrepareData
 from trainables.unlearning.registry import MethodInfo
 from trainables.unlearning.step_data import StepData, StreamDrawer
 from trainables.unlearning.sync_batchnorm import synced_batchnorm
@@ -105,6 +111,25 @@ def final_metrics(model, source, ids: dict[str, np.ndarray], eval_cfg, device) -
     return out
 
 
+class PhasedBatches:
+    """One epoch's walk over several splits in turn: yields (split, batch); its length is the sum."""
+
+    def __init__(self, loaders: list[tuple[str, Any]]):
+        self.loaders = loaders
+
+    def __len__(self) -> int:
+        return sum(len(loader) for _, loader in self.loaders)
+
+    def __iter__(self):
+        for split, loader in self.loaders:
+            for batch in loader:
+                yield split, batch
+
+
+def _loader_seed(seed: int, split: str, method: MethodInfo) -> int:
+    return seed if split == method.primary else seed + 100 * _STREAM_SEED_OFFSET[split]
+
+
 def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, np.ndarray],
               ctx: LoopContext | None = None, *, augment, eval_cfg=None) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Run ``method`` for ``job.epochs`` on the splits in ``ids`` (only ``method.primary`` and the streams the
@@ -112,11 +137,12 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
     ctx = ctx or LoopContext()
     device = ctx.device
     views = ViewMaker(augment, source.images.shape[-1])
-    primary_ids = ids[method.primary]
-    batch_size = balanced_batch_size(len(primary_ids), job.batch_size, ctx.world_size)
-    loader = make_loader(ImageSubset(source, primary_ids), batch_size, shuffle=True, drop_last=False,
-                         seed=job.runtime.seed, pin_memory=device.type == "cuda")
-    loader = ctx.prepare_loader(loader)
+    loaders = {}
+    for split in method.walked_splits(job):
+        batch_size = balanced_batch_size(len(ids[split]), job.batch_size, ctx.world_size)
+        loaders[split] = ctx.prepare_loader(make_loader(
+            ImageSubset(source, ids[split]), batch_size, shuffle=True, drop_last=False,
+            seed=_loader_seed(job.runtime.seed, split, method), pin_memory=device.type == "cuda"))
     drawers = {split: StreamDrawer(source, ids[split]) for split in method.streams(job)}
 
     uses_head = method.uses_train_objective(job)
@@ -124,7 +150,8 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
     with unlearning_setup(model, embed_output=job.embed_output, uses_head=uses_head), sync_bn:
         model = ctx.prepare_model(place_model(model, job.runtime, device))
         epochs = job.epochs
-        total_steps = epochs * max(len(loader), 1)
+        total_steps = sum(max(sum(len(loaders[s]) for s in method.epoch_splits(job, e)), 1) for e in range(epochs))
+        state = _prepare_state(method, model, source, ids, job, ctx)
         optimizer = build_optimizer(model.parameters(), job.optim)
         start_epoch, step, history = 0, 0, []
         if ctx.resume:
@@ -133,23 +160,28 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
             history = list(ctx.resume.get("history", []))
 
         def train_state() -> dict[str, Any]:
-            return {"epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
-                    "model_extra": unwrap(model).extra_state_tensors(), "history": history}
+            saved = {"epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
+                     "model_extra": unwrap(model).extra_state_tensors(), "history": history}
+            return saved if state is None else {**saved, "prepared": state.tensors()}
 
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             torch.manual_seed(epoch_seed(job.runtime.seed, epoch, ctx.rank))
-            set_loader_epoch(loader, job.runtime.seed, epoch)
+            splits = method.epoch_splits(job, epoch)
+            for split in splits:
+                set_loader_epoch(loaders[split], _loader_seed(job.runtime.seed, split, method), epoch)
             for split, drawer in drawers.items():
                 drawer.reseed(epoch_seed(job.runtime.seed + _STREAM_SEED_OFFSET[split], epoch, ctx.rank))
             model.train(not job.eval_mode)
             sums: dict[str, float] = {}
             counts: dict[str, int] = {}  # per term: a lazy penalty (gp_every > 1) is there on some steps only
             count = 0
-            for images, labels, sample_ids in ctx.batches(loader, epoch=epoch, epochs=epochs,
-                                                          label=f"{job.method} "):
+            walk = PhasedBatches([(split, loaders[split]) for split in splits])
+            for split, (images, labels, sample_ids) in ctx.batches(walk, epoch=epoch, epochs=epochs,
+                                                                   label=f"{job.method} "):
                 data = StepData(images, labels, sample_ids, device, views, drawers, job.runtime.channels_last,
-                                progress=step / max(total_steps, 1), seed=job.runtime.seed, step=step)
+                                progress=step / max(total_steps, 1), seed=job.runtime.seed, step=step, split=split,
+                                state=state)
                 with autocast(job.runtime, device):
                     terms = method.step(model, data, job)
                 values = {k: float(v.detach()) for k, v in terms.items()}
@@ -159,6 +191,8 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
+                if state is not None:
+                    state.after_step(model)
                 step += 1
                 if uses_head:
                     unwrap(model).momentum_step(step, total_steps)
@@ -176,3 +210,18 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
                     metrics.update(final_metrics(model, source, ids, eval_cfg, device))
             ctx.end_epoch(epoch, epochs, metrics, history, train_state, label=f"{job.method} ")
     return unwrap(model), history
+
+
+def _prepare_state(method: MethodInfo, model: nn.Module, source, ids: dict[str, np.ndarray], job, ctx: LoopContext):
+    """The method's per-run state: from the model's (the parent's) weights on a fresh run, from the saved train
+    state on a resume (never from the resumed weights); None for a method without a prepare hook."""
+    prepare = method.prepare
+    if prepare is None:
+        return None
+    saved = None
+    if ctx.resume:
+        saved = ctx.resume.get("prepared")
+        if saved is None:
+            raise UserError(f"{job.method}: the resume state holds no prepared state; the run cannot resume exactly. "
+                            f"Start it again under a new --out")
+    return prepare(unwrap(model), PrepareData(source, ids, ctx.device, job.batch_size), job, saved)

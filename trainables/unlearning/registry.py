@@ -6,6 +6,9 @@ when a run uses them.
 
 Adding a method: write its step (``step(model, data, job) -> dict of loss terms``, see ``baselines.py``), declare
 it below, add its keys to :class:`~trainables.unlearning.config.UnlearnJob`, a search space, and a docs row.
+A method that needs something computed once per run from the parent model (SalUn's saliency mask, SCRUB's frozen
+teacher) names a ``prepare_ref`` (see ``prepared.py``); one whose epochs walk several splits in turn (SCRUB's
+max steps on forget, then min steps on retain) names ``phases``.
 
 Example:
     >>> METHODS["memgp"].primary, METHODS["memgp"].kinds
@@ -43,6 +46,10 @@ class MethodInfo:
     params: tuple[str, ...] = ()              # UnlearnJob keys only this method reads
     space: str | None = None                  # its default search space: search_spaces/<space>.yaml
     penalty: bool = False                     # a gradient-penalty method (eval-mode model, a/b/c weights)
+    # "module:function" of prepare(model, data, job, saved) -> RunState, run once before the first step on the
+    # parent's weights (prepared.py); None: the method needs no per-run state
+    prepare_ref: str | None = None
+    phases: Callable | None = None            # (job, epoch) -> splits one epoch walks, in order; None: (primary,)
 
     @property
     def step(self) -> Callable:
@@ -50,6 +57,24 @@ class MethodInfo:
             raise KeyError(f"{self.name} has no step function (it reruns the pretraining loop)")
         module, function = self.step_ref.split(":")
         return getattr(import_module(module), function)
+
+    @property
+    def prepare(self) -> Callable | None:
+        if self.prepare_ref is None:
+            return None
+        module, function = self.prepare_ref.split(":")
+        return getattr(import_module(module), function)
+
+    def epoch_splits(self, job, epoch: int) -> tuple[str, ...]:
+        """The splits epoch ``epoch`` (0-based) walks, one optimiser step per batch, in this order."""
+        return (self.primary,) if self.phases is None else tuple(self.phases(job, epoch))
+
+    def walked_splits(self, job) -> tuple[str, ...]:
+        """Every split some epoch of ``job`` walks (each gets a loader), the primary first."""
+        walked = [self.primary]
+        for epoch in range(job.epochs):
+            walked += [s for s in self.epoch_splits(job, epoch) if s not in walked]
+        return tuple(walked)
 
     def supports(self, kind: str) -> bool:
         return kind in self.kinds
@@ -61,6 +86,12 @@ class MethodInfo:
 
 _PENALTY = "trainables.unlearning.penalty_methods"
 _BASELINES = "trainables.unlearning.baselines"
+_SALUN, _SCRUB = "trainables.unlearning.salun", "trainables.unlearning.scrub"
+
+
+def _scrub_phases(job, epoch: int) -> tuple[str, ...]:
+    """SCRUB (Kurmanji et al., 2023): a max pass over forget in the first ``scrub_msteps`` epochs, then retain."""
+    return ("forget", "retain") if epoch < job.scrub_msteps else ("retain",)
 
 METHODS: dict[str, MethodInfo] = {m.name: m for m in [
     MethodInfo("gp", "the paper's Eq. 2: L_train + gradient penalty on forget/non-member interpolates + L_Norm",
@@ -87,6 +118,15 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
     MethodInfo("alignment_calibration", "break the forget set's view agreement while training on retain",
                f"{_BASELINES}:alignment_calibration_step", streams=_always(("retain",)),
                params=("alignment_weight",), space="alignment_calibration"),
+    MethodInfo("salun", "random labels on forget + retain CE, updating only the weights most salient to the "
+                        "forget loss (SalUn, Fan et al., 2024)",
+               f"{_SALUN}:salun_step", streams=_always(("retain",)), kinds=("classifier",),
+               params=("salun_fraction", "salun_retain_weight"), space="salun", prepare_ref=f"{_SALUN}:prepare"),
+    MethodInfo("scrub", "teacher-student: max KL to the original on forget, min KL + CE on retain (SCRUB, "
+                        "Kurmanji et al., 2023)",
+               f"{_SCRUB}:scrub_step", primary="retain", kinds=("classifier",),
+               params=("scrub_msteps", "scrub_temperature", "scrub_alpha", "scrub_gamma"), space="scrub",
+               prepare_ref=f"{_SCRUB}:prepare", phases=_scrub_phases),
 ]}
 
 STEP_METHODS: dict[str, MethodInfo] = {n: m for n, m in METHODS.items() if m.step_ref is not None}

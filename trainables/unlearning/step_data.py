@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,8 @@ class StepData:
     progress: float = 0.0  # fraction of the run done before this step, in [0, 1)
     seed: int = 0
     step: int = 0  # optimiser steps taken before this one in the run (the same on every rank; kept on resume)
+    split: str = ""  # the split this batch comes from (methods whose epochs walk several splits: SCRUB)
+    state: Any = None  # the method's per-run state from its prepare hook (prepared.py), or None
 
     def draw(self, split: str, n: int) -> tuple[Tensor, Tensor]:
         return self.drawers[split].draw(n)
