@@ -35,7 +35,7 @@ def decode_image(data: bytes | str | os.PathLike, image_size: int, *, key: str |
 
     ``key`` names the record in errors (default: the path). A file that cannot be read or decoded raises
     :class:`~trainables.errors.UserError` naming the record, so a bad image mid-epoch is one clear line."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     location = None
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -47,7 +47,7 @@ def decode_image(data: bytes | str | os.PathLike, image_size: int, *, key: str |
     try:
         with Image.open(io.BytesIO(data)) as img:
             rgb = img.convert("RGB").resize((image_size, image_size))
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        # OSError covers PIL's UnidentifiedImageError and truncated files
-        raise UserError(f"cannot decode the image of {_name(key, location)}: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:  # OSError: truncated
+        reason = "not an image format PIL can read" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise UserError(f"cannot decode the image of {_name(key, location)}: {reason}") from None
     return np.array(rgb, dtype=np.uint8)  # a writable copy
