@@ -129,6 +129,9 @@ def test_manifest_with_relative_absolute_and_file_uri_paths(tmp_path, fmt):
     assert m.paths[0].startswith("file://") and not m.single_pool
     same = ids_for_keys(folder.keys, ["cat/0.png", "cat/2.png", "dog/1.png"])
     assert torch.equal(m.images[torch.arange(3)], folder.images[torch.from_numpy(same)])
+    by_uri = load_source(f"manifest:{(tmp_path / 'sets' / f'm.{fmt}').as_uri()}", image_size=12)  # the file too
+    assert by_uri.paths[2] == (root / "dog/1.png").as_uri()  # relative to the manifest's URI
+    assert torch.equal(by_uri.images[torch.arange(3)], m.images[torch.arange(3)])
 
 
 def test_manifest_without_pool_is_one_pool_with_integer_labels(tmp_path):

@@ -7,8 +7,8 @@ installed. Anything else is a local path. Filesystems are cached per process (th
 Example:
     >>> is_uri("s3://bucket/a.png"), is_uri("/data/a.png"), is_uri("C:/x.png")
     (True, False, False)
-    >>> join("s3://bucket/sets/m.parquet", "img/a.png")
-    's3://bucket/sets/img/a.png'
+    >>> join("s3://bucket/sets/m.parquet", "img/a.png"), join("file:///data/sets/m.csv", "../img/a.png")
+    ('s3://bucket/sets/img/a.png', 'file:///data/img/a.png')
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def join(base_file: str, relative: str) -> str:
     given."""
     if is_uri(relative) or Path(relative).is_absolute():
         return relative
-    if is_uri(base_file):
-        return posixpath.join(posixpath.dirname(base_file), relative)
+    if is_uri(base_file):  # object stores do not resolve "..": normalise here
+        scheme, _, rest = base_file.partition("://")
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), relative))}"
     return str(Path(base_file).expanduser().resolve().parent / relative)
 
 
