@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from trainables.data.files import is_uri, join, read_bytes
+from trainables.data.files import exists, is_uri, join, read_bytes
 from trainables.data.keys import POOL_NAMES, _shown
 from trainables.data.sources import TRAIN, ImageSource
 from trainables.errors import UserError
@@ -105,7 +105,7 @@ def load_manifest(location: str, image_size: int = 32) -> ImageSource:
     labels, classes = _labels(table, location)
     pool = _pools(table, location)
     paths = [join(location, str(p)) for p in _column(table, "path", location)]
-    absent = [k for k, p in zip(keys, paths, strict=True) if not is_uri(p) and not Path(p).is_file()]
+    absent = [k for k, p in zip(keys, paths, strict=True) if not exists(p)]
     if absent:
         raise UserError(f"manifest {location}: {len(absent)} image file(s) not found, key(s) {_shown(absent)}")
     order = np.argsort(pool, kind="stable")  # sample ids: the train pool first, then the test pool
