@@ -127,6 +127,13 @@ def _manifest_without_columns() -> bytes:
     return buf.getvalue()
 
 
+def _undecodable_manifest(tmp: Path, ck: Path) -> None:
+    """Enough rows for TINY's splits, every one pointing at the same file that only looks like a PNG."""
+    (tmp / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    rows = "".join(f"r{i},bad.png,{i % 2}\n" for i in range(200))
+    (tmp / "m.csv").write_text("key,path,label\n" + rows)
+
+
 # ------------------------------------------------------------------------------------------------ the cases
 @dataclass
 class Case:
@@ -244,6 +251,19 @@ CASES = [
          ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET], "files not found under {tmp}/opdata",
          crafted(lambda m: m["config"]["data"].update(dataset="cifar10", data_dir="{tmp}/evil", download=True)),
          env={"UNLEARN_DATA_DIR": "{tmp}/opdata"}),
+    # file-backed data sets (manifest:FILE): the file, its columns, keys and image files are checked at load
+    Case("manifest-missing", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/none.csv", *TINY],
+         "manifest not found"),
+    Case("manifest-not-parquet", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/m.parquet", *TINY],
+         "cannot read manifest", write("m.parquet", b"junk")),
+    Case("manifest-lacks-columns", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/m.csv", *TINY],
+         "lacks column(s) path, label", write("m.csv", b"key,file\na,x.png\n")),
+    Case("manifest-duplicate-keys", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/m.csv", *TINY],
+         "duplicate keys 'a'", write("m.csv", b"key,path,label\na,x.png,0\na,y.png,1\n")),
+    Case("manifest-image-missing", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/m.csv", *TINY],
+         "not found, key(s) 'k1'", write("m.csv", b"key,path,label\nk1,gone.png,0\n")),
+    Case("manifest-image-undecodable", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/m.csv",
+                                        *TINY], "cannot decode the image of record 'r", _undecodable_manifest),
     Case("model-spec-absurd-width", ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET], "width",
          crafted(_set("model_spec.model.width", 1_000_000))),
 ]

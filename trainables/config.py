@@ -19,7 +19,8 @@ class StrictModel(BaseModel):
 class DataConfig(StrictModel):
     """Which data set, and how it is divided into member / forget / retain / non-member splits."""
 
-    dataset: str = Field("digits", description="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH")
+    dataset: str = Field("digits", description="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH | "
+                         "manifest:FILE")
     data_dir: str = Field("~/.cache/unlearn/data", description="where torchvision data sets live")
     download: bool = Field(False, description="let torchvision download missing files")
     image_size: int = Field(32, ge=8, le=512, description="images are resized to this square size")

@@ -17,7 +17,7 @@ def register(sub) -> None:
                     "`unlearn inspect OUT --history`).",
     )
     p.add_argument("--method", choices=["moco", "simclr", "byol", "supervised"], help="default: simclr")
-    p.add_argument("--dataset", help="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH")
+    p.add_argument("--dataset", help="digits | cifar10 | cifar100 | svhn | npz:PATH | imagefolder:PATH | manifest:FILE")
     p.add_argument("--epochs", type=int, help="pretraining epochs")
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
     add_config_args(p)

@@ -5,7 +5,9 @@ depend on a seed, so a deletion request naming sample 1234 means the same image 
 
 Specs: ``digits`` (scikit-learn's bundled handwritten digits, no network), ``cifar10``, ``cifar100``, ``svhn``
 (torchvision, under ``data_dir``), ``npz:PATH`` (``x_train, y_train, x_test, y_test`` uint8 NHWC) and
-``imagefolder:PATH`` (torchvision ``ImageFolder``; one pool).
+``imagefolder:PATH`` (torchvision ``ImageFolder``; one pool) and ``manifest:FILE`` (Parquet or CSV with ``key, path,
+label`` and an optional ``pool``; see trainables/data/manifest.py). The last two are file-backed: ``images`` is a
+:class:`~trainables.data.lazy.LazyImages` that decodes only the samples a job indexes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,15 +23,19 @@ import torch.nn.functional as F
 
 from trainables.errors import UserError
 
+if TYPE_CHECKING:
+    from trainables.data.lazy import LazyImages
+
 TRAIN, TEST = 0, 1
 
 
 @dataclass
 class ImageSource:
-    """All images of a data set in memory as uint8 NCHW at ``image_size``, with labels, ids and pools."""
+    """All images of a data set as uint8 NCHW at ``image_size`` (in memory, or read lazily from files), with
+    labels, ids and pools."""
 
     name: str
-    images: torch.Tensor  # (N, 3, S, S) uint8
+    images: torch.Tensor | LazyImages  # (N, 3, S, S) uint8; index it by sample ids, never read it whole
     labels: np.ndarray  # (N,) int64
     pool: np.ndarray  # (N,) int8: TRAIN (candidate members) or TEST (candidate non-members)
     class_names: list[str] = field(default_factory=list)
@@ -138,21 +145,30 @@ def load_npz(path: str, image_size: int = 32, **_) -> ImageSource:
 
 
 def load_imagefolder(path: str, image_size: int = 32, **_) -> ImageSource:
+    """torchvision's ``ImageFolder`` layout (one sub-folder per class), one pool, read lazily: listing the files is
+    all that happens here. Keys are the paths relative to the folder (posix), so adding a file moves no key."""
     import torchvision.datasets as tvd
+
+    from trainables.data.lazy import LazyImages
 
     p = Path(path).expanduser()
     if not p.is_dir():
         raise UserError(f"image folder not found: {p}")
     try:
-        folder = tvd.ImageFolder(str(p))
+        folder = tvd.ImageFolder(str(p))  # lists files by extension; opens none
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(f"cannot read image folder {p}: {exc}") from None
-    arrays = [np.asarray(folder.loader(path_).convert("RGB").resize((image_size, image_size))) for path_, _ in
-              folder.samples]
-    x = np.stack(arrays).astype(np.uint8)
-    y = np.array([t for _, t in folder.samples], dtype=np.int64)
-    return _from_pools(f"imagefolder:{p}", x, y, np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros(0),
-                       image_size, folder.classes)
+    paths = [file for file, _ in folder.samples]
+    keys = np.array([Path(file).relative_to(p).as_posix() for file in paths], dtype=object)
+    labels = np.array([t for _, t in folder.samples], dtype=np.int64)
+    return ImageSource(f"imagefolder:{p}", LazyImages(paths, image_size, keys=keys), labels,
+                       np.full(len(labels), TRAIN, np.int8), list(folder.classes), record_keys=keys, paths=paths)
+
+
+def load_manifest(path: str, image_size: int = 32, **_) -> ImageSource:
+    from trainables.data.manifest import load_manifest as load
+
+    return load(path, image_size=image_size)
 
 
 BUILTIN: dict[str, Callable[..., ImageSource]] = {
@@ -161,7 +177,8 @@ BUILTIN: dict[str, Callable[..., ImageSource]] = {
     "cifar100": lambda **kw: _load_torchvision("cifar100", **kw),
     "svhn": lambda **kw: _load_torchvision("svhn", **kw),
 }
-PREFIXED: dict[str, Callable[..., ImageSource]] = {"npz": load_npz, "imagefolder": load_imagefolder}
+PREFIXED: dict[str, Callable[..., ImageSource]] = {"npz": load_npz, "imagefolder": load_imagefolder,
+                                                   "manifest": load_manifest}
 
 
 def dataset_names() -> list[str]:

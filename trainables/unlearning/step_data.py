@@ -23,12 +23,16 @@ from trainables.data.sources import ImageSource
 
 
 class StreamDrawer:
-    """Random batches (uint8 images, labels) from a fixed set of sample ids; reads the source once, at creation."""
+    """Random batches (uint8 images, labels) from a fixed set of sample ids. An in-memory source is gathered once,
+    at creation; a file-backed one (:class:`~trainables.data.lazy.LazyImages`) is read per draw, so memory stays
+    bounded by its cache however large the stream (e.g. retain) is. Both give the same pixels for the same draws."""
 
     def __init__(self, source: ImageSource, ids: np.ndarray):
         self.ids = np.asarray(ids, dtype=np.int64)
         index = torch.from_numpy(self.ids)
-        self.images = source.images[index]
+        self.images = source.images[index] if torch.is_tensor(source.images) else None
+        self.source_images = source.images
+        self.index = index
         self.labels = torch.from_numpy(source.labels[self.ids])
         self.generator = torch.Generator()
 
@@ -41,7 +45,8 @@ class StreamDrawer:
             idx = torch.randperm(len(self.ids), generator=self.generator)[:n]
         else:
             idx = torch.randint(len(self.ids), (n,), generator=self.generator)
-        return self.images[idx], self.labels[idx]
+        images = self.images[idx] if self.images is not None else self.source_images[self.index[idx]]
+        return images, self.labels[idx]
 
 
 @dataclass
