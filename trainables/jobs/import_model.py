@@ -150,6 +150,10 @@ def resolve_method(req: ImportRequest) -> str:
     if req.backbone is not None and adapter.family != "lightly":
         raise UserError(f"--backbone is for lightly architectures; {req.arch} brings its own")
     if adapter.family == "torchvision":
+        from trainables.models.adapters.torchvision_models import build_torchvision_name_error, torchvision_names
+
+        if name not in torchvision_names():
+            build_torchvision_name_error(name)
         if req.kind == "encoder":
             raise UserError(f"{req.arch} is a classifier; for an encoder use lightly:simclr --backbone {req.arch} or a "
                             f"factory")
@@ -157,7 +161,14 @@ def resolve_method(req: ImportRequest) -> str:
     if adapter.family == "lightly":
         if req.kind == "classifier":
             raise UserError(f"{req.arch} is an encoder; a classifier is torchvision:NAME or a factory")
+        if name not in adapter.methods:
+            raise UserError(f"unknown architecture {req.arch}; choose lightly:simclr, lightly:moco or lightly:byol")
+        if req.backbone is None:
+            raise UserError(f"{req.arch} needs its backbone: --backbone torchvision:NAME (e.g. torchvision:resnet18)")
         return name
+    from trainables.models.adapters.factory import load_factory
+
+    load_factory(name)  # a factory that does not import fails here, before the data is read
     kind = req.kind or ("classifier" if req.num_classes is not None else "encoder")
     return "supervised" if kind == "classifier" else "simclr"
 

@@ -24,16 +24,21 @@ def torchvision_names() -> list[str]:
     return tvm.list_models(module=tvm)  # classification builders only (no detection / segmentation / video)
 
 
+def build_torchvision_name_error(name: str) -> None:
+    """Raise the UserError for a name that is no torchvision classification builder (with close matches)."""
+    names = torchvision_names()
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; choose one of torchvision's {len(names)} " \
+                                                               f"classification models, e.g. resnet18, vit_b_16"
+    raise UserError(f"unknown architecture torchvision:{name}{hint}")
+
+
 def build_torchvision(name: str, **kwargs) -> nn.Module:
     """``torchvision.models.NAME(weights=None, **kwargs)``; UserError for a name that is no classifier builder."""
     import torchvision.models as tvm
 
-    names = torchvision_names()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; choose one of torchvision's {len(names)} " \
-                                                                   f"classification models, e.g. resnet18, vit_b_16"
-        raise UserError(f"unknown architecture torchvision:{name}{hint}")
+    if name not in torchvision_names():
+        build_torchvision_name_error(name)
     try:
         return tvm.get_model(name, weights=None, **kwargs)
     except (TypeError, ValueError) as exc:
