@@ -99,14 +99,14 @@ def load_user_state(model: UnlearnableModel, state: dict[str, torch.Tensor], arc
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing ({_names([users(k) for k in missing])})")
+            parts.append(f"{len(missing)} keys missing ({_names([users(k) for k in missing])})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_names([users(k) for k in unexpected])})")
+            parts.append(f"{len(unexpected)} unexpected keys ({_names([users(k) for k in unexpected])})")
         if shapes:
-            parts.append(f"{len(shapes)} of another shape ("
+            parts.append(f"{len(shapes)} keys of another shape ("
                          + ", ".join(f"{users(k)}: file {tuple(native[k].shape)}, model {tuple(own[k].shape)}"
                                      for k in shapes[:SHOWN]) + (" ..." if len(shapes) > SHOWN else "") + ")")
-        raise UserError(f"{where} does not match {arch}: keys " + "; ".join(parts))
+        raise UserError(f"{where} does not match {arch}: " + "; ".join(parts))
     model.load_state_dict(native)
 
 
@@ -150,7 +150,10 @@ def resolve_method(req: ImportRequest) -> str:
     if req.backbone is not None and adapter.family != "lightly":
         raise UserError(f"--backbone is for lightly architectures; {req.arch} brings its own")
     if adapter.family == "torchvision":
-        from trainables.models.adapters.torchvision_models import build_torchvision_name_error, torchvision_names
+        from trainables.models.adapters.torchvision_models import (
+            build_torchvision_name_error,
+            torchvision_names,
+        )
 
         if name not in torchvision_names():
             build_torchvision_name_error(name)
