@@ -15,6 +15,7 @@ from tests.import_helpers import tiny_classifier
 from trainables.checkpoint import load_checkpoint, verify_checkpoint
 from trainables.data.augment import normalize
 from trainables.data.sources import load_source
+from trainables.models.adapters import user_state
 
 FAST_FORGET = ["--method", "memgp", "--epochs", "1", "--set", "runtime.progress=false", "--set", "monitor=false"]
 FAST_EVAL = ["--no-plots", "--n-views", "2", "--bootstrap", "10"]
@@ -83,6 +84,9 @@ def test_torchvision_resnet18_imports_and_reproduces_its_logits(tmp_path, photos
     with torch.no_grad():  # the same function as the user's network (same operations: equal to float rounding)
         torch.testing.assert_close(ck.model(x), net(x), rtol=0, atol=1e-5)
         assert ck.model(x, task="features").shape == (4, 512)  # the input of fc
+    again = torchvision.models.resnet18(num_classes=2)
+    again.load_state_dict(user_state(ck.model))  # the weights back under the network's own names
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in again.state_dict().items())
     _downstream(tmp_path, capsys)
 
 
@@ -133,6 +137,14 @@ def test_factory_classifier_and_encoder(tmp_path, photos, capsys):
     with torch.no_grad():
         torch.testing.assert_close(ck.model.eval()(x), net(x), rtol=0, atol=1e-6)
     _downstream(tmp_path, capsys)
+    # retrain rebuilds the same architecture from scratch, on the retain set
+    assert main(["retrain", "--checkpoint", str(tmp_path / "imported"), "--forget-ids", "0,1,10", "--out",
+                 str(tmp_path / "retrained"), "--set", "retrain_epochs=1", "--set", "runtime.progress=false"]) == 0
+    retrained = load_checkpoint(tmp_path / "retrained")
+    assert retrained.meta["kind"] == "retrain" and retrained.meta["model_spec"]["model"]["arch"] == \
+        "factory:tests.import_helpers:tiny_classifier"
+    assert retrained.model.state_dict().keys() == ck.model.state_dict().keys()
+    capsys.readouterr()
 
     from tests.import_helpers import tiny_encoder
 
