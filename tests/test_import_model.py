@@ -159,3 +159,28 @@ def test_factory_classifier_and_encoder(tmp_path, photos, capsys):
     views = [x, x.flip(-1)]
     with torch.no_grad():  # the factory's own loss on the encoder output
         assert float(model(views, task="loss")) == pytest.approx(float(loss(enc(x), enc(x.flip(-1)))), abs=1e-6)
+
+
+def test_lightly_moco_without_momentum_weights_starts_its_targets_from_the_online_ones(tmp_path, photos):
+    from lightly.models.modules import MoCoProjectionHead
+
+    from trainables.config import PretrainJob
+    from trainables.jobs.import_model import ImportRequest, plan_import
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18()
+    resnet.fc = nn.Identity()
+    user = nn.Module()
+    user.backbone, user.projection_head = resnet, MoCoProjectionHead(512, 128, 32)
+    torch.save(user.state_dict(), tmp_path / "moco.pt")  # online weights only: no *_momentum keys
+    job = PretrainJob.model_validate({"data": {"dataset": f"imagefolder:{photos[0] / 'data'}"}})
+    imported = plan_import(ImportRequest(arch="lightly:moco", weights=str(tmp_path / "moco.pt"), job=job,
+                                         backbone="torchvision:resnet18",
+                                         members_file=str(photos[0] / "members.txt")), source=photos[1])
+    state = imported.model.state_dict()
+    assert imported.job.method == "moco" and (imported.job.model.hidden_dim, imported.job.model.proj_dim) == (128, 32)
+    for key, value in user.state_dict().items():
+        assert torch.equal(state[key], value)
+        momentum = key.replace("backbone.", "backbone_momentum.", 1).replace("projection_head.",
+                                                                             "projection_head_momentum.", 1)
+        assert torch.equal(state[momentum], value)
