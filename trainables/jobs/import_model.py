@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from trainables.checkpoint import model_spec, save_checkpoint, sha256_file
 from trainables.config import PretrainJob
@@ -65,8 +66,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001  any unpickling problem is a bad file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot read weights file {p} (a state_dict saved with torch.save): {first}") from None
-    for wrapper in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict) and len(state) <= 3:
+    for wrapper in ("state_dict", "model_state_dict", "model"):  # a training checkpoint holding the weights
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict) and \
+                not all(isinstance(v, torch.Tensor) for v in state.values()):
             state = state[wrapper]
             break
     if not isinstance(state, dict) or not state:
@@ -230,14 +232,17 @@ def reference_output(req: ImportRequest, model: UnlearnableModel, num_classes: i
 
 def plan_import(req: ImportRequest, *, source: ImageSource | None = None) -> ImportedModel:
     """Read and check everything ``unlearn import`` needs; writes nothing."""
-    from trainables.jobs.common import load_data
     from trainables.loops.context import seed_everything
 
     method = resolve_method(req)
     state = read_weights(req.weights)
     data = req.job.data
     if source is None:
-        source, _ = load_data(data, splits=_NO_SPLITS)
+        from trainables import console
+        from trainables.data import load_source
+
+        console.status(f"loading the {data.dataset} data ...")
+        source = load_source(data.dataset, data_dir=data.data_dir, download=data.download, image_size=data.image_size)
     members = member_ids(source, req.members_file, data.dataset)
     splits = import_splits(source, members, ref_fraction=data.nonmember_ref_fraction, seed=data.split_seed)
     num_classes = infer_num_classes(req, state, source)
@@ -250,7 +255,11 @@ def plan_import(req: ImportRequest, *, source: ImageSource | None = None) -> Imp
         "method": method, "model": req.job.model.model_copy(update=model_update),
         "data": data.model_copy(update={"num_members": len(members), "num_nonmembers": len(source) - len(members)}),
     })
-    job = PretrainJob.model_validate(job.model_dump())  # the updated sections checked like a config file
+    try:  # the updated sections checked like a config file (e.g. a head narrower than model.proj_dim allows)
+        job = PretrainJob.model_validate(job.model_dump())
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"{req.arch} from {req.weights}: {details}") from None
     seed_everything(job.runtime.seed)
     spec = model_spec(method, job.model, num_classes, len(members))
     model = build_model(method, job.model, num_classes=num_classes, num_members=len(members))
@@ -271,9 +280,6 @@ def plan_import(req: ImportRequest, *, source: ImageSource | None = None) -> Imp
         facts["max_output_difference"] = diff
     model.train()
     return ImportedModel(model, spec, job, splits, facts)
-
-
-_NO_SPLITS = Splits({}, {})  # load_data derives no seeded split when given one; the import builds its own
 
 
 def save_imported(imported: ImportedModel, out: str | Path) -> Path:
