@@ -292,6 +292,8 @@ CASES = [
          "weights file not found: {tmp}/w.pt", write("m.txt", b"train/0\n")),
     Case("import-weights-unreadable", ["import", "--arch", "torchvision:resnet18", *IMPORT],
          "cannot read weights file {tmp}/w.pt", both(write("m.txt", b"train/0\n"), write("w.pt", b"junk"))),
+    Case("model-spec-factory-stdlib", ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET],
+         "os is a standard-library module", crafted(_set("model_spec.model.arch", "factory:os:system"))),
     Case("model-spec-absurd-width", ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET], "width",
          crafted(_set("model_spec.model.width", 1_000_000))),
 ]
