@@ -25,9 +25,9 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
                       errno.ENOTDIR, errno.EISDIR}
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a writer killed by SIGPIPE (`unlearn requests list | head`)
 
-# Order = order in `unlearn --help`.
-COMMANDS = ["pretrain", "forget", "retrain", "evaluate", "tune", "requests", "models", "schedule", "report",
-            "inspect", "demo"]
+# Modules of orchestrator/commands; order = order in `unlearn --help` (import_model is `unlearn import`).
+COMMANDS = ["pretrain", "import_model", "forget", "retrain", "evaluate", "tune", "requests", "models", "schedule",
+            "report", "inspect", "demo"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -43,7 +43,7 @@ def handle_sigterm_like_sigint() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
 # Commands that import PyTorch (and Ray) before their first line of output.
-_HEAVY = {"pretrain", "forget", "retrain", "evaluate", "tune", "schedule", "report", "demo"}
+_HEAVY = {"import", "pretrain", "forget", "retrain", "evaluate", "tune", "schedule", "report", "demo"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -164,6 +164,30 @@ def _ledger_disk_full(monkeypatch) -> None:
     monkeypatch.setattr(Ledger, "add_requests", full)
 
 
+def _weights(make: Callable[[], object], name: str = "w.pt"):
+    """Plant a state_dict (``torch.save``) of the module ``make()`` returns, and a members file of digits keys."""
+    def plant(tmp: Path, ck: Path) -> None:
+        import torch
+
+        torch.save(make().state_dict(), tmp / name)
+        (tmp / "m.txt").write_text("train/0\ntrain/1\ntrain/2\n")
+    return plant
+
+
+def _tiny():
+    from tests.import_helpers import tiny_classifier
+
+    return tiny_classifier(2)
+
+
+def _resnet18_10_classes():
+    import torchvision
+
+    return torchvision.models.resnet18(num_classes=10)
+
+
+IMPORT = ["--weights", "{tmp}/w.pt", "--members", "{tmp}/m.txt", "--data", "digits", "--image-size", "16",
+          "--out", "{tmp}/imported"]
 LONG = "n" * 300
 CASES = [
     # case 1: a CSV row that does not match its header fails the whole file
@@ -264,6 +288,32 @@ CASES = [
          "not found, key(s) 'k1'", write("m.csv", b"key,path,label\nk1,gone.png,0\n")),
     Case("manifest-image-undecodable", ["pretrain", "--out", "{tmp}/o", "--dataset", "manifest:{tmp}/m.csv",
                                         *TINY], "cannot decode the image of record 'r", _undecodable_manifest),
+    # unlearn import: the architecture, the factory, the weights and the members are checked before writing
+    Case("import-unknown-torchvision-name", ["import", "--arch", "torchvision:resnet19", *IMPORT],
+         "unknown architecture torchvision:resnet19; did you mean resnet18", _weights(_tiny)),
+    Case("import-unknown-family", ["import", "--arch", "keras:resnet18", *IMPORT], "unknown architecture "
+         "'keras:resnet18'", _weights(_tiny)),
+    Case("import-factory-does-not-import", ["import", "--arch", "factory:tests.no_such_module:build", *IMPORT],
+         "cannot import tests.no_such_module", _weights(_tiny)),
+    Case("import-factory-returns-no-module", ["import", "--arch", "factory:tests.import_helpers:not_a_module",
+                                              *IMPORT], "returned a int, not an nn.Module", _weights(_tiny)),
+    Case("import-factory-stdlib", ["import", "--arch", "factory:os:getcwd", *IMPORT], "standard-library",
+         _weights(_tiny)),
+    Case("import-keys-do-not-match", ["import", "--arch", "torchvision:resnet18", *IMPORT],
+         "does not match torchvision:resnet18: 102 keys missing (conv1.weight, bn1.weight, bn1.bias ...); "
+         "4 unexpected keys (0.weight, 0.bias, 4.weight ...)", _weights(_tiny)),
+    Case("import-shapes-do-not-match", ["import", "--arch", "torchvision:resnet18", "--num-classes", "2", *IMPORT],
+         "2 keys of another shape (fc.weight: file (10, 512), model (2, 512), fc.bias: file (10,), model (2,))",
+         _weights(_resnet18_10_classes)),
+    Case("import-members-not-in-data", ["import", "--arch", "factory:tests.import_helpers:tiny_classifier",
+                                        *IMPORT], "1 key(s) not in digits: 'photos/7.png'",
+         both(_weights(_tiny), write("m.txt", b"train/0\nphotos/7.png\n"))),
+    Case("import-weights-missing", ["import", "--arch", "torchvision:resnet18", *IMPORT],
+         "weights file not found: {tmp}/w.pt", write("m.txt", b"train/0\n")),
+    Case("import-weights-unreadable", ["import", "--arch", "torchvision:resnet18", *IMPORT],
+         "cannot read weights file {tmp}/w.pt", both(write("m.txt", b"train/0\n"), write("w.pt", b"junk"))),
+    Case("model-spec-factory-stdlib", ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET],
+         "os is a standard-library module", crafted(_set("model_spec.model.arch", "factory:os:system"))),
     Case("model-spec-absurd-width", ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET], "width",
          crafted(_set("model_spec.model.width", 1_000_000))),
 ]

@@ -107,6 +107,10 @@ def check_keys(args) -> None:
         load_job(UnlearnJob, overrides=overrides, cli_values={"method": "retrain"}, allowed=RETRAIN_KEYS)
     elif command == "evaluate":
         load_job(EvaluateJob, overrides=overrides)
+    elif command == "import":
+        from orchestrator.commands.import_model import ALLOWED_KEYS
+
+        load_job(PretrainJob, overrides=overrides, allowed=ALLOWED_KEYS)
     attack = getattr(args, "attack_overrides", [])
     if attack:
         AttackConfig.model_validate(parse_overrides(attack))
@@ -154,6 +158,7 @@ def test_every_set_example_in_help_is_valid_for_its_command(command, text):
         base = ["--checkpoint", "c", "--out", "o"] if command in ("forget", "retrain", "evaluate", "tune") else []
         base += ["--space", "memgp"] if command == "tune" else []
         base += ["--out", "o"] if command in ("pretrain", "report") else []
+        base += ["--arch", "a", "--weights", "w", "--data", "d", "--out", "o"] if command == "import" else []
         args = parser.parse_args([*command.split(), *base, flag, pair])
         check_keys(args)
     assert "%%" not in text  # argparse does not %-format descriptions

@@ -71,6 +71,19 @@ class ModelConfig(StrictModel):
     embed_output: Literal["features", "projection", "logits"] | None = Field(
         None, description="what penalties and attacks see; default features for encoders, logits for classifiers"
     )
+    arch: str | None = Field(None, description="an imported architecture (`unlearn import`, docs/models.md): "
+                                               "torchvision:NAME, lightly:simclr|moco|byol, factory:MODULE:FUNCTION; "
+                                               "none: the built-in backbone")
+    arch_backbone: str | None = Field(None, description="the torchvision:NAME backbone of a lightly architecture")
+    hidden_dim: int | None = Field(None, ge=1, le=65536, description="hidden width of the SSL heads (default: the "
+                                                                     "feature size; BYOL twice it)")
+
+    @property
+    def architecture(self) -> str:
+        """What the model is, in words: the imported architecture (and its backbone), else the built-in backbone."""
+        if self.arch is None:
+            return self.backbone
+        return f"{self.arch} ({self.arch_backbone})" if self.arch_backbone else self.arch
 
 
 class OptimConfig(StrictModel):

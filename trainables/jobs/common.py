@@ -35,7 +35,7 @@ def checkpoint_meta(job, kind: str, history: list[dict[str, Any]], **extra) -> d
     return {
         "kind": kind,
         "method": job.method,
-        "backbone": job.model.backbone,
+        "backbone": job.model.architecture,
         "dataset": job.data.dataset,
         "split_seed": job.data.split_seed,
         "config": job.model_dump(mode="json"),

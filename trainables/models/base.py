@@ -21,12 +21,19 @@ from torch import Tensor, nn
 class UnlearnableModel(nn.Module):
     method: str = ""
     is_contrastive: bool = True
+    # user state_dict key prefix -> this model's (``trainables/models/adapters``); identity for the built-in models
+    user_key_prefixes: dict[str, str] = {"": ""}  # noqa: RUF012  (read-only; instances set their own)
 
     def __init__(self, backbone: nn.Module, feature_dim: int, embed_output: str):
         super().__init__()
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.embed_output = embed_output
+
+    @property
+    def kind(self) -> str:
+        """``"encoder"`` (contrastive: features / projection) or ``"classifier"`` (logits)."""
+        return "encoder" if self.is_contrastive else "classifier"
 
     def forward(self, inputs: Any, labels: Tensor | None = None, *, task: str = "embed") -> Tensor:
         if task == "embed":

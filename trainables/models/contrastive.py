@@ -30,9 +30,9 @@ class SimCLR(UnlearnableModel):
     method = "simclr"
 
     def __init__(self, backbone: nn.Module, feature_dim: int, proj_dim: int = 128, temperature: float = 0.1,
-                 embed_output: str = "features", **_):
+                 embed_output: str = "features", hidden_dim: int | None = None, **_):
         super().__init__(backbone, feature_dim, embed_output)
-        self.projection_head = SimCLRProjectionHead(feature_dim, feature_dim, proj_dim)
+        self.projection_head = SimCLRProjectionHead(feature_dim, hidden_dim or feature_dim, proj_dim)
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
 
     def head_output(self, features: Tensor) -> Tensor:
@@ -71,9 +71,10 @@ class MoCo(_Momentum):
     method = "moco"
 
     def __init__(self, backbone: nn.Module, feature_dim: int, proj_dim: int = 128, temperature: float = 0.1,
-                 memory_bank_size: int = 4096, momentum: float = 0.99, embed_output: str = "features", **_):
+                 memory_bank_size: int = 4096, momentum: float = 0.99, embed_output: str = "features",
+                 hidden_dim: int | None = None, **_):
         super().__init__(backbone, feature_dim, embed_output)
-        self.projection_head = MoCoProjectionHead(feature_dim, feature_dim, proj_dim)
+        self.projection_head = MoCoProjectionHead(feature_dim, hidden_dim or feature_dim, proj_dim)
         self._make_targets(momentum)
         # gather_distributed: every rank enqueues the keys of all ranks, so the banks stay identical under DDP.
         self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(memory_bank_size, proj_dim),
@@ -99,9 +100,9 @@ class BYOL(_Momentum):
     method = "byol"
 
     def __init__(self, backbone: nn.Module, feature_dim: int, proj_dim: int = 128, momentum: float = 0.99,
-                 embed_output: str = "features", **_):
+                 embed_output: str = "features", hidden_dim: int | None = None, **_):
         super().__init__(backbone, feature_dim, embed_output)
-        hidden = 2 * feature_dim
+        hidden = hidden_dim or 2 * feature_dim
         self.projection_head = BYOLProjectionHead(feature_dim, hidden, proj_dim)
         self.prediction_head = BYOLPredictionHead(proj_dim, hidden, proj_dim)
         self._make_targets(momentum)

@@ -1,15 +1,14 @@
-"""Build a model from a method name and a :class:`~trainables.config.ModelConfig`."""
+"""Build a model from a method name and a :class:`~trainables.config.ModelConfig`, through its adapter
+(``trainables/models/adapters``: the built-in backbones unless ``model.arch`` names an imported architecture)."""
 
 from __future__ import annotations
 
 from trainables.errors import UserError
-from trainables.models.backbones import build_backbone
+from trainables.models.adapters import adapter_for
+from trainables.models.adapters.base import MODEL_CLASSES
 from trainables.models.base import UnlearnableModel
-from trainables.models.contrastive import BYOL, MoCo, SimCLR
-from trainables.models.supervised import Classifier
 
-MODEL_CLASSES: dict[str, type[UnlearnableModel]] = {"moco": MoCo, "simclr": SimCLR, "byol": BYOL,
-                                                     "supervised": Classifier}
+__all__ = ["MODEL_CLASSES", "build_model", "default_embed_output"]
 
 
 def default_embed_output(method: str) -> str:
@@ -24,11 +23,6 @@ def build_model(method: str, cfg, *, num_classes: int = 10, num_members: int | N
         raise UserError("a supervised model has no projection head; use embed_output=features or logits")
     if method != "supervised" and embed_output == "logits":
         raise UserError(f"a {method} encoder has no logits; use embed_output=features or projection")
-    backbone, dim = build_backbone(cfg.backbone, cfg.width, cfg.norm)
-    bank = cfg.memory_bank_size
-    if num_members is not None:  # a queue longer than the data set holds stale copies of the positives
-        bank = max(1, min(bank, num_members))
-    return MODEL_CLASSES[method](
-        backbone, dim, proj_dim=cfg.proj_dim, temperature=cfg.temperature, memory_bank_size=bank,
-        momentum=cfg.momentum, num_classes=num_classes, embed_output=embed_output,
-    )
+    adapter, name = adapter_for(cfg.arch)
+    return adapter.build(name, method, cfg.model_copy(update={"embed_output": embed_output}),
+                         num_classes=num_classes, num_members=num_members)

@@ -51,6 +51,9 @@ def plan_forget(splits: Splits, meta: dict, forget_ids=None) -> ForgetPlan:
     before = np.unique(np.asarray(meta.get("forgotten_ids") or [], dtype=np.int64))
     if forget_ids is None:
         forget = np.setdiff1d(splits["forget"], before)
+        if len(splits["forget"]) == 0:
+            raise UserError("the forget set is empty: this checkpoint has no forget split (an imported model has none "
+                            "until a request names samples); name the samples to forget (--forget-ids)")
         if len(forget) == 0:
             raise UserError("the forget set is empty: this checkpoint already forgot every id of its forget split; "
                             "name the samples to forget (--forget-ids)")
