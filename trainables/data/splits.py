@@ -69,8 +69,7 @@ class Splits:
                             "existed); name sample ids instead")
         listed = np.array(sorted(self.keys), dtype=np.int64)
         ids = listed[ids_for_keys([self.keys[int(i)] for i in listed], keys, where="the checkpoint's split manifest")]
-        outside = [self.keys[int(i)] for i in ids if int(i) not in set(self["member"].tolist())] if members_only \
-            else []
+        outside = [self.keys[int(i)] for i in np.setdiff1d(ids, self["member"])] if members_only else []
         if outside:
             raise UserError(f"{len(outside)} key(s) name records that are not members of the training set: "
                             f"{', '.join(map(repr, outside[:5]))}{' ...' if len(outside) > 5 else ''}")
