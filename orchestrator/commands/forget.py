@@ -23,12 +23,17 @@ def add_unlearn_config_args(p, *, example: str = "--set b=10 --set form=wgan --s
     p.add_argument("--forget-ids", metavar="IDS|FILE",
                    help="sample ids to forget: a comma list or a file of ids (default: the checkpoint's forget "
                         "split, minus ids it already forgot)")
+    add_forget_keys_args(p)
+    add_ray_args(p)
+    add_results_args(p)
+
+
+def add_forget_keys_args(p) -> None:
+    """--forget-keys / --forget-keys-file: the forget set named by record keys (see :func:`forget_ids_arg`)."""
     p.add_argument("--forget-keys", metavar="KEYS",
                    help="record keys to forget, comma-separated (e.g. cat/001.png,train/17; see docs/data.md)")
     p.add_argument("--forget-keys-file", metavar="FILE",
                    help="record keys to forget: a .csv / .parquet with a 'key' column, or one key per line")
-    add_ray_args(p)
-    add_results_args(p)
 
 
 def register(sub) -> None:
