@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,7 +53,7 @@ def validation_view(splits: Splits) -> Splits:
     """The splits with ``nonmember_eval`` replaced by ``nonmember_ref``: the attack is fitted on retain vs one half of
     ``nonmember_ref`` and scored on the forget set vs the other half, so a recipe chosen here never saw the
     non-members the final audit scores (the same view as ``unlearn tune``'s validation protocol)."""
-    return Splits(dict(splits.ids, nonmember_eval=splits["nonmember_ref"].copy()), splits.labels)
+    return replace(splits, ids=dict(splits.ids, nonmember_eval=splits["nonmember_ref"].copy()))
 
 
 def attack_line(path: Path, cfg: AttackConfig, protocol: str = "audit") -> tuple[str, dict]:

@@ -7,7 +7,8 @@ real process. A new command gets the same treatment by adding rows to ``CASES``.
 
 Placeholders in argv: ``{tmp}`` the case's directory, ``{ck}`` a verified tiny checkpoint there, ``{bad}`` the
 planted checkpoint of the row, ``{ledger}`` a ledger there with ``{ck}`` registered as the current model,
-``{ro}`` a directory this process cannot write, ``{m}`` a member sample id of ``{ck}``.
+``{ro}`` a directory this process cannot write, ``{m}`` a member sample id of ``{ck}``, ``{mk}`` its record key,
+``{nk}`` the key of a non-member.
 """
 
 from __future__ import annotations
@@ -316,6 +317,34 @@ CASES = [
          "os is a standard-library module", crafted(_set("model_spec.model.arch", "factory:os:system"))),
     Case("model-spec-absurd-width", ["forget", "--checkpoint", "{bad}", "--out", "{tmp}/o", *FORGET], "width",
          crafted(_set("model_spec.model.width", 1_000_000))),
+    # record keys: what users name (docs/data.md)
+    Case("request-key-not-member", ["requests", "add", "--subject", "a", "--keys", "{nk}", "--ledger", "{ledger}"],
+         "not members of the current model"),
+    Case("request-key-unknown", ["requests", "add", "--subject", "a", "--keys", "{mk},no/such.png",
+                                 "--ledger", "{ledger}"], "1 key(s) not members"),
+    Case("request-key-repeated", ["requests", "add", "--subject", "a", "--keys", "{mk},{mk}", "--ledger",
+                                  "{ledger}"], "repeated keys"),
+    Case("request-key-empty", ["requests", "add", "--subject", "a", "--keys", "{mk},,", "--ledger", "{ledger}"],
+         "an empty key"),
+    Case("request-keys-and-ids", ["requests", "add", "--subject", "a", "--keys", "{mk}", "--sample-ids", "{m}",
+                                  "--ledger", "{ledger}"], "not both"),
+    Case("request-key-file-empty", ["requests", "add", "--file", "{tmp}/k.csv", "--ledger", "{ledger}"],
+         "holds no requests", write("k.csv", b"subject_id,key\n")),
+    Case("request-file-without-key-column", ["requests", "add", "--file", "{tmp}/k.csv", "--ledger", "{ledger}"],
+         "lacks column(s) sample_ids", write("k.csv", b"subject_id,name\na,x\n")),
+    Case("forget-key-not-member", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--forget-keys", "{nk}",
+                                   *FORGET], "not members of the training set"),
+    Case("forget-key-unknown", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--forget-keys",
+                                "{mk},no/such.png", *FORGET], "not in the checkpoint's split manifest"),
+    Case("forget-key-repeated", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--forget-keys", "{mk},{mk}",
+                                 *FORGET], "repeated keys"),
+    Case("forget-key-file-empty", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--forget-keys-file",
+                                   "{tmp}/k.txt", *FORGET], "no keys", write("k.txt", b"\n")),
+    Case("forget-key-file-without-key-column", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o",
+                                                "--forget-keys-file", "{tmp}/k.csv", *FORGET], "no 'key' column",
+         write("k.csv", b"name\nx\n")),
+    Case("forget-keys-and-ids", ["forget", "--checkpoint", "{ck}", "--out", "{tmp}/o", "--forget-keys", "{mk}",
+                                 "--forget-ids", "{m}", *FORGET], "not several"),
 ]
 
 
@@ -382,8 +411,12 @@ def run_case(case: Case, tmp: Path, base, capsys, monkeypatch) -> tuple[int, str
     ro = _unwritable_dir(tmp)
     if ro is None and "{ro}" in " ".join(case.argv):
         pytest.skip("no unwritable directory on this machine")
+    from trainables.data.splits import Splits
+
+    splits = Splits.load(ck / "splits.parquet")
     values = {"tmp": str(tmp), "ck": str(ck), "bad": str(tmp / "bad"), "ledger": str(tmp / "ledger" / "l.sqlite"),
-              "ro": str(ro), "m": str(base[1])}
+              "ro": str(ro), "m": str(base[1]), "mk": splits.keys[base[1]],
+              "nk": splits.keys[int(splits["nonmember_eval"][0])]}
     if case.plant is not None:
         case.plant(tmp, ck)
     if (tmp / "bad" / "meta.json").is_file() and b"{tmp}" in (tmp / "bad" / "meta.json").read_bytes():

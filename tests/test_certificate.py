@@ -70,7 +70,9 @@ def test_gate_evidence_certificate_in_every_format_verifies(verified, tmp_path, 
     doc = json.loads((tmp_path / "c.json").read_text())
     facts = doc["facts"]
     assert doc["content_sha256"] == content_sha256(facts) == rows[0]["content_sha256"]
-    assert facts["request"]["sample_ids"] == ids and facts["request"]["record_keys"] is None
+    assert facts["request"]["sample_ids"] == ids
+    assert facts["request"]["record_keys"] == [f"train/{i}" for i in ids]  # digits: one train pool, keys train/<i>
+    assert f"train/{ids[0]}, train/{ids[1]}" in (tmp_path / "c.md").read_text()
     assert facts["request"]["subject_id"] == "alice" and facts["request"]["verified_at"] is not None
     assert [facts["models"][k]["version"] for k in ("parent", "promoted")] == [1, 2]
     assert [x["version"] for x in facts["models"]["promoted"]["lineage"]] == [2, 1]

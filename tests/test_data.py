@@ -116,7 +116,8 @@ def test_manifest_round_trips_through_parquet(tmp_path, digits_source):
         np.testing.assert_array_equal(s[name], t[name])
     assert t.labels == s.labels
     df = t.to_frame()
-    assert list(df.columns) == ["sample_id", "split", "label"]
+    assert list(df.columns) == ["sample_id", "split", "label", "key"]
+    assert t.keys == s.keys and t.keys[int(s["forget"][0])] == f"train/{int(s['forget'][0])}"
 
 
 def _write_cifar10(root, n_per_batch=6):

@@ -2,6 +2,7 @@
 
     unlearn forget --checkpoint runs/base --method memgp --set a=0 --set b=1 --set form=squared --out runs/forgot
     unlearn forget --checkpoint runs/base --config best.yaml --forget-ids 12,40,77 --out runs/forgot2
+    unlearn forget --checkpoint runs/base --forget-keys cat/001.png,dog/017.png --out runs/forgot3
 """
 
 from __future__ import annotations
@@ -22,8 +23,17 @@ def add_unlearn_config_args(p, *, example: str = "--set b=10 --set form=wgan --s
     p.add_argument("--forget-ids", metavar="IDS|FILE",
                    help="sample ids to forget: a comma list or a file of ids (default: the checkpoint's forget "
                         "split, minus ids it already forgot)")
+    add_forget_keys_args(p)
     add_ray_args(p)
     add_results_args(p)
+
+
+def add_forget_keys_args(p) -> None:
+    """--forget-keys / --forget-keys-file: the forget set named by record keys (see :func:`forget_ids_arg`)."""
+    p.add_argument("--forget-keys", metavar="KEYS",
+                   help="record keys to forget, comma-separated (e.g. cat/001.png,train/17; see docs/data.md)")
+    p.add_argument("--forget-keys-file", metavar="FILE",
+                   help="record keys to forget: a .csv / .parquet with a 'key' column, or one key per line")
 
 
 def register(sub) -> None:
@@ -50,9 +60,31 @@ def load_unlearn_job(args, *, allowed: tuple[str, ...] | None = None, **cli_valu
 
 
 def forget_ids_arg(args):
+    """The forget set as sample ids: ``--forget-ids``, or ``--forget-keys`` / ``--forget-keys-file`` resolved against
+    the checkpoint's split manifest (each key must name a member); None: the checkpoint's forget split."""
+    from trainables.errors import UserError
     from trainables.unlearning.plan import read_forget_ids
 
-    return read_forget_ids(args.forget_ids) if args.forget_ids is not None else None
+    given = [f for f, v in (("--forget-ids", args.forget_ids), ("--forget-keys", args.forget_keys),
+                            ("--forget-keys-file", args.forget_keys_file)) if v is not None]
+    if len(given) > 1:
+        raise UserError(f"give one of {', '.join(given)}, not several")
+    if args.forget_ids is not None:
+        return read_forget_ids(args.forget_ids)
+    if args.forget_keys is None and args.forget_keys_file is None:
+        return None
+    from pathlib import Path
+
+    from trainables.checkpoint import MANIFEST
+    from trainables.data.keys import parse_keys, read_key_file
+    from trainables.data.splits import Splits
+
+    keys = parse_keys(args.forget_keys, "--forget-keys") if args.forget_keys is not None else \
+        read_key_file(args.forget_keys_file)
+    manifest = Path(args.checkpoint) / MANIFEST
+    if not manifest.is_file():
+        raise UserError(f"{manifest} not found: record keys are resolved against the checkpoint's split manifest")
+    return [int(i) for i in Splits.load(manifest).ids_of(keys, members_only=True)]
 
 
 def print_summary(out, summary: dict) -> None:

@@ -1,7 +1,8 @@
 """`unlearn requests add|list|show|retry|certificate`: record deletion requests in the ledger and follow them.
 
-    unlearn requests add --subject alice --sample-ids 3,17,42
-    unlearn requests add --file requests.csv          # columns subject_id, sample_ids[, request_id, received_at]
+    unlearn requests add --subject alice --keys cat/001.png,dog/017.png   # record keys (docs/data.md)
+    unlearn requests add --subject alice --sample-ids 3,17,42               # or internal sample ids
+    unlearn requests add --file requests.csv   # subject_id, sample_ids or key[, request_id, received_at]
     unlearn requests list --status pending,failed
     unlearn requests show req-000003
     unlearn requests certificate req-000003 --format html --out cert.html
@@ -20,15 +21,18 @@ def register(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     add = actions.add_parser("add", help="record deletion requests",
-                             description="Record one request (--subject and --sample-ids) or every row of a CSV / "
-                                         "Parquet file. Ids must be members of the current model and not already "
-                                         "forgotten; otherwise nothing is added (exit 2). A repeated --request-id "
-                                         "with the same content is skipped, so re-imports are idempotent.")
+                             description="Record one request (--subject and --keys or --sample-ids) or every "
+                                         "request of a CSV / Parquet file. Records must be members of the current "
+                                         "model and not already forgotten; otherwise nothing is added (exit 2). A "
+                                         "repeated --request-id with the same content is skipped, so re-imports "
+                                         "are idempotent.")
     add.add_argument("--subject", help="the data subject who asked (an id, not personal data)")
-    add.add_argument("--sample-ids", help="comma-separated sample ids, e.g. 1,2,3")
+    add.add_argument("--keys", help="comma-separated record keys, e.g. cat/001.png,dog/017.png (docs/data.md)")
+    add.add_argument("--sample-ids", help="comma-separated internal sample ids, e.g. 1,2,3")
     add.add_argument("--request-id", help="an external request id (default: req-NNNNNN)")
     add.add_argument("--received-at", help="ISO-8601 time the request was received (default: now)")
-    add.add_argument("--file", help="a .csv or .parquet file: subject_id, sample_ids[, request_id, received_at]")
+    add.add_argument("--file", help="a .csv or .parquet file: subject_id, sample_ids (or key: one record per row)"
+                                    "[, request_id, received_at]")
     add_ledger_arg(add)
     add.set_defaults(func=run_add)
 
@@ -84,20 +88,27 @@ def add_requests(args) -> list[tuple[str, bool]]:
     per request, ``added`` False for a repeated request id with the same content."""
     from orchestrator.ledger.db import Ledger
     from orchestrator.ledger.intake import check_members, make_request, read_request_file, reject_forgotten
+    from orchestrator.ledger.record_keys import intake_keys, resolve_request_keys
     from orchestrator.ledger.versions import intake_members, require_current
+    from trainables.data.keys import parse_keys
     from trainables.errors import UserError
 
-    if args.file and (args.subject or args.sample_ids or args.request_id):
-        raise UserError("give either --file or --subject/--sample-ids, not both")
+    if args.file and (args.subject or args.sample_ids or args.keys or args.request_id):
+        raise UserError("give either --file or --subject with --keys / --sample-ids, not both")
+    if args.keys is not None and args.sample_ids is not None:
+        raise UserError("give --keys or --sample-ids, not both")
     if args.file:
         new = read_request_file(args.file)
-    elif args.subject is None or args.sample_ids is None:
-        raise UserError("requests add needs --subject and --sample-ids (or --file)")
+    elif args.subject is None or (args.sample_ids is None and args.keys is None):
+        raise UserError("requests add needs --subject and --keys or --sample-ids (or --file)")
     else:
+        keys = None if args.keys is None else tuple(parse_keys(args.keys, "--keys"))
         new = [make_request(args.subject, args.sample_ids, request_id=args.request_id,
-                            received_at=args.received_at)]
+                            received_at=args.received_at, keys=keys)]
     with Ledger.open(args.ledger) as ledger:
-        check_members(new, intake_members(ledger, require_current(ledger)))  # the ledger's copy of the members
+        current = require_current(ledger)
+        new = resolve_request_keys(new, intake_keys(ledger, current))  # keys -> ids, and ids -> keys
+        check_members(new, intake_members(ledger, current))  # the ledger's copy of the members
         return ledger.add_requests(new, check=reject_forgotten)
 
 
@@ -136,6 +147,8 @@ def run_show(args) -> int:
                 "reason"):
         print(f"{key:<14}{printable(row[key]) if row[key] is not None else '-'}")
     print(f"{'sample_ids':<14}{', '.join(map(str, row['sample_ids']))}")
+    if row.get("sample_keys"):
+        print(f"{'keys':<14}{', '.join(map(printable, row['sample_keys']))}")
     if version:
         print(f"{'forgotten by':<14}model version {version[0]}")
     print("batches:")

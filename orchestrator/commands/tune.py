@@ -16,6 +16,7 @@ EXIT_INTERRUPTED = 130
 
 
 def register(sub) -> None:
+    from orchestrator.commands.forget import add_forget_keys_args
     from trainables.tuning.objective import ACCURACY_METRICS, OBJECTIVES
 
     p = sub.add_parser(
@@ -50,6 +51,7 @@ def register(sub) -> None:
     p.add_argument("--attack", dest="attack_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="attack setting of the trials' evaluation, e.g. --attack n_views=6 (default bootstrap=0)")
     p.add_argument("--forget-ids", metavar="IDS|FILE", help="ids to forget (default: the checkpoint's forget split)")
+    add_forget_keys_args(p)
     p.add_argument("--asha", action="store_true", help="ASHA early stopping over unlearning epochs (each trial "
                                                        "reports its objective after every epoch)")
     p.add_argument("--grace-period", type=int, default=1, metavar="E", help="ASHA: epochs before a trial may stop")
@@ -73,12 +75,12 @@ def register(sub) -> None:
 
 def settings_from_args(args):
 
+    from orchestrator.commands.forget import forget_ids_arg
     from orchestrator.config import parse_overrides
     from orchestrator.results.run_rows import results_path
     from orchestrator.tune.search import SearchSettings
-    from trainables.unlearning.plan import read_forget_ids
 
-    forget_ids = read_forget_ids(args.forget_ids) if args.forget_ids is not None else None
+    forget_ids = forget_ids_arg(args)  # --forget-ids, or record keys resolved against the checkpoint's manifest
     attack = {"bootstrap": 0, **parse_overrides(args.attack_overrides)}
     return SearchSettings(
         checkpoint=args.checkpoint, space=args.space, samples=args.samples, out=args.out,

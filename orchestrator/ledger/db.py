@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.ledger.member_sets import add_member_sets
+from orchestrator.ledger.record_keys import add_record_keys
 from trainables.errors import UserError
 
 ENV_LEDGER = "UNLEARN_LEDGER"
@@ -190,7 +191,8 @@ def _add_gate_columns(conn: sqlite3.Connection) -> None:
 # idempotent (check before ALTER), so migrations written on parallel branches can be renumbered when merged.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_certificates,
                                                                  3: _add_event_actor, 4: add_member_sets,
-                                                                 5: _add_reference_sets, 6: _add_gate_columns}
+                                                                 5: _add_reference_sets, 6: _add_gate_columns,
+                                                                 7: add_record_keys}
 
 
 
@@ -259,13 +261,14 @@ class NewRequest:
     sample_ids: tuple[int, ...]
     request_id: str | None = None
     received_at: str | None = None
+    sample_keys: tuple[str, ...] | None = None  # record keys aligned with sample_ids (or, before resolving, asked)
 
 
 def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     out = dict(row)
-    for key in ("sample_ids", "forget_ids", "forgotten_ids", "metrics", "config", "detail"):
+    for key in ("sample_ids", "sample_keys", "forget_ids", "forgotten_ids", "metrics", "config", "detail"):
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])
     return out
@@ -389,6 +392,9 @@ class Ledger:
                 c.execute("INSERT INTO requests (seq, request_id, subject_id, sample_ids, received_at, "
                           "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                           (seq, request_id, req.subject_id, ids_json(req.sample_ids), req.received_at or now, now))
+                if req.sample_keys is not None:  # record keys (schema 7), aligned with the sorted sample ids
+                    c.execute("UPDATE requests SET sample_keys = ? WHERE seq = ?",
+                              (json.dumps(list(req.sample_keys)), seq))
                 out.append((request_id, True))
             added = [rid for rid, ok in out if ok]
             if added:

@@ -2,7 +2,9 @@
 
 Files (``.csv`` or ``.parquet``) have one request per row: ``subject_id`` and ``sample_ids`` (``"1,2,3"``, or a
 list column in Parquet), optionally ``request_id`` (an external id: re-importing the same file adds nothing twice)
-and ``received_at`` (ISO-8601 time, default now).
+and ``received_at`` (ISO-8601 time, default now). Or they name records by key: a ``key`` column with one record
+per row, and the rows of one ``subject_id`` (and ``request_id`` / ``received_at``, when given) form one request.
+Keys are resolved to sample ids against the current model (:mod:`orchestrator.ledger.record_keys`).
 
 Policy for ids that are not members, or that the current model already forgot: the whole input is **rejected**
 (UserError, nothing written), naming the ids. A re-sent request with the same ``request_id`` is idempotent instead.
@@ -56,7 +58,9 @@ def parse_sample_ids(value, where: str = "--sample-ids") -> tuple[int, ...]:
     return tuple(ids)
 
 
-def make_request(subject_id, sample_ids, *, request_id=None, received_at=None, where: str = "") -> NewRequest:
+def make_request(subject_id, sample_ids, *, request_id=None, received_at=None, where: str = "",
+                 keys: tuple[str, ...] | None = None) -> NewRequest:
+    """One request by sample ids, or (``keys``, ``sample_ids=None``) by record keys, resolved later."""
     subject = "" if subject_id is None else str(subject_id).strip()
     if not subject or subject.lower() == "nan":
         raise UserError(f"{where}a subject id is required")
@@ -66,8 +70,12 @@ def make_request(subject_id, sample_ids, *, request_id=None, received_at=None, w
     rid = None if request_id is None or str(request_id).strip() in ("", "nan", "None") else str(request_id).strip()
     if rid is not None:
         check_id(rid, "request_id", where)
-    return NewRequest(subject, parse_sample_ids(sample_ids, where=f"{where}sample_ids"), rid,
-                      None if received_at is None else str(received_at))
+    received = None if received_at is None else str(received_at)
+    if keys is not None:
+        if not keys or any(not k for k in keys):
+            raise UserError(f"{where}no record keys, or an empty key")
+        return NewRequest(subject, (), rid, received, tuple(keys))
+    return NewRequest(subject, parse_sample_ids(sample_ids, where=f"{where}sample_ids"), rid, received)
 
 
 def check_received_at(text: str, where: str = "") -> None:
@@ -102,13 +110,15 @@ def read_request_file(path: str | Path) -> list[NewRequest]:
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError; UnicodeDecodeError too
         raise UserError(f"cannot read {p}: {exc}") from None
     df = df.rename(columns={"subject": "subject_id"})
-    missing = {"subject_id", "sample_ids"} - set(df.columns)
+    by_key = "key" in df.columns and "sample_ids" not in df.columns
+    missing = {"subject_id", "key" if by_key else "sample_ids"} - set(df.columns)
     if missing:
-        raise UserError(f"{p} lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(map(str, df.columns))})")
+        raise UserError(f"{p} lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(map(str, df.columns))}); "
+                        f"requests name sample_ids or, one record per row, a key")
     if df.empty:
         raise UserError(f"{p} holds no requests")
-    out = []
-    for n, row in enumerate(df.to_dict("records"), start=1):
+    out = _requests_by_key(df, p) if by_key else []
+    for n, row in enumerate([] if by_key else df.to_dict("records"), start=1):
         received = row.get("received_at") or None
         out.append(make_request(row["subject_id"], row["sample_ids"], request_id=row.get("request_id"),
                                 received_at=None if received is None else str(received), where=f"{p} row {n}: "))
@@ -116,6 +126,22 @@ def read_request_file(path: str | Path) -> list[NewRequest]:
     if len(ids) != len(set(ids)):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise UserError(f"{p}: request_id repeated within the file: {', '.join(dup[:10])}")
+    return out
+
+
+def _requests_by_key(df, p: Path) -> list[NewRequest]:
+    """One request per (subject_id, request_id, received_at) group of a file with a ``key`` column, in file order."""
+    cols = [c for c in ("subject_id", "request_id", "received_at") if c in df.columns]
+    df = df.assign(**{c: df[c].astype(str).str.strip() for c in cols},
+                   key=df["key"].map(lambda k: "" if k is None else str(k).strip()))
+    out = []
+    for group, rows in df.groupby(cols, sort=False, dropna=False):
+        first = dict(zip(cols, group if isinstance(group, tuple) else (group,), strict=True))
+        received = first.get("received_at") or None
+        out.append(make_request(first["subject_id"], None, request_id=first.get("request_id"),
+                                received_at=None if received in (None, "nan", "None") else received,
+                                where=f"{p} rows {int(rows.index[0]) + 1}-{int(rows.index[-1]) + 1}: ",
+                                keys=tuple(rows["key"])))
     return out
 
 

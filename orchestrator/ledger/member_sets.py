@@ -60,11 +60,8 @@ def recorded_members(c: sqlite3.Connection, version: int) -> np.ndarray | None:
     return None
 
 
-def _members_from_checkpoint(uri: str, meta_sha256: str) -> list[int] | None:
-    """Member ids from a checkpoint's manifest, only if meta.json and the manifest match their digests."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
+def verified_manifest(uri: str, meta_sha256: str) -> Path | None:
+    """The checkpoint directory, only if its meta.json and split manifest match their digests (else None)."""
     root = Path(uri)
     try:
         meta_bytes = (root / "meta.json").read_bytes()
@@ -74,6 +71,20 @@ def _members_from_checkpoint(uri: str, meta_sha256: str) -> list[int] | None:
         manifest = (root / "splits.parquet").read_bytes()
         if not isinstance(listed, str) or hashlib.sha256(manifest).hexdigest() != listed:
             return None
+    except (OSError, ValueError, AttributeError, TypeError):  # unreadable: leave it to intake's fallback
+        return None
+    return root
+
+
+def _members_from_checkpoint(uri: str, meta_sha256: str) -> list[int] | None:
+    """Member ids from a checkpoint's manifest, only if meta.json and the manifest match their digests."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root = verified_manifest(uri, meta_sha256)
+    if root is None:
+        return None
+    try:
         table = pq.read_table(root / "splits.parquet", columns=["sample_id", "split"])
         keep = pc.is_in(table.column("split"), value_set=_strings(MEMBER_SPLITS))
         return [int(i) for i in table.filter(keep).column("sample_id").to_pylist()]

@@ -105,8 +105,10 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
     version that is not current is refused (``models rollback`` serves an ancestor again).
     """
     from orchestrator.ledger.member_sets import record_members
+    from orchestrator.ledger.record_keys import manifest_member_keys, record_member_keys
 
     p, digest, meta, forgotten, members = read_registration(path)
+    keys = manifest_member_keys(p)
     same = ledger.conn.execute("SELECT version, is_current FROM model_versions WHERE sha256 = ?",
                                (digest,)).fetchone()
     if same is not None:
@@ -130,6 +132,7 @@ def register_checkpoint(ledger: Ledger, path: str | Path, *, promote: bool = Fal
                                       evidence="unverified" if forced else None,
                                       evidence_note=force_reason if forced else None)
         record_members(c, version, members)  # intake checks against this copy, not the checkpoint's files
+        record_member_keys(c, version, keys)  # and resolves record keys with this one
         if forced:
             Ledger.event(c, "promoted_unverified", version=version, uri=str(p), reason=force_reason,
                          replaced=current[0], claimed_forgotten=len(forgotten))

@@ -36,11 +36,20 @@ def short_ids(ids: list[int], limit: int = 6) -> str:
     return ",".join(map(str, ids[:limit])) + (f",...({len(ids)})" if len(ids) > limit else "")
 
 
+def short_keys(keys: list[str] | None, limit: int = 2, width: int = 40) -> str | None:
+    if not keys:
+        return None
+    text = ",".join(keys[:limit]) + (f",...({len(keys)})" if len(keys) > limit else "")
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def request_table(rows: list[dict[str, Any]]) -> str:
-    view = [{**r, "ids": short_ids(r["sample_ids"]), "reason": (r["reason"] or "")[:60] or None} for r in rows]
-    return format_table(view, ["request_id", "subject_id", "ids", "status", "retry_count", "batch_id",
+    view = [{**r, "ids": short_ids(r["sample_ids"]), "keys": short_keys(r.get("sample_keys")),
+             "reason": (r["reason"] or "")[:60] or None} for r in rows]
+    return format_table(view, ["request_id", "subject_id", "keys", "ids", "status", "retry_count", "batch_id",
                                "received_at", "reason"],
-                        ["REQUEST", "SUBJECT", "SAMPLE_IDS", "STATUS", "RETRIES", "BATCH", "RECEIVED_AT", "REASON"])
+                        ["REQUEST", "SUBJECT", "KEYS", "SAMPLE_IDS", "STATUS", "RETRIES", "BATCH", "RECEIVED_AT",
+                         "REASON"])
 
 
 EVIDENCE_LABELS = {"verified": "verified", "no-signal": "not detectable before or after",

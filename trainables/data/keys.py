@@ -79,3 +79,11 @@ def read_key_file(path: str | Path) -> list[str]:
     if not keys or any(k == "" for k in keys):
         raise UserError(f"{p}: no keys, or an empty key")
     return keys
+
+
+def parse_keys(text: str, where: str = "--keys") -> list[str]:
+    """``"cat/1.png,dog/7.png"`` -> keys in the order given (a key holding a comma goes in a key file instead)."""
+    keys = [k.strip() for k in str(text).split(",")]
+    if not any(keys) or "" in keys:
+        raise UserError(f"{where}: an empty key in {text!r}; give keys separated by commas, e.g. train/3,train/17")
+    return keys

@@ -59,6 +59,15 @@ class LazyImages:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def reordered(self, order: Sequence[int]) -> LazyImages:
+        """The same files at positions ``order`` (-1: a blank position that no split names; reading it fails with
+        its placeholder key). Reads nothing; the cache starts empty."""
+        order = [int(j) for j in order]
+        paths = [self.paths[j] if j >= 0 else "" for j in order]
+        keys = [self.keys[j] if j >= 0 else f"<absent>/{i}" for i, j in enumerate(order)]
+        return LazyImages(paths, self.image_size, keys=keys, cache_bytes=self.cache_items * 3 * self.image_size**2,
+                          threads=self.threads)
+
     def __getitem__(self, index) -> torch.Tensor:
         """``int`` -> (3, S, S); a 1-d LongTensor / ndarray / list of ids, a bool mask or a slice -> (n, 3, S, S).
         A tuple indexes the first axis lazily and the rest on the decoded result."""

@@ -5,12 +5,15 @@
 - ``nonmember_eval``: held out for attacks and accuracy, never touched by unlearning.
 - ``shadow_member`` / ``shadow_nonmember``: disjoint data for a shadow model (optional).
 
-Derived deterministically from a seed; stored as Parquet (``sample_id, split, label``).
+Derived deterministically from a seed; stored as Parquet (``sample_id, split, label, key``). ``key`` is each
+record's stable name (:mod:`trainables.data.keys`): when the manifest meets a freshly loaded data set, records are
+found by key, not by position (:mod:`trainables.data.align`). Manifests written before keys existed have no ``key``
+column: they load with ``keys=None`` and are used positionally, as they were made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +26,19 @@ from trainables.errors import UserError
 
 SPLITS = ("retain", "forget", "nonmember_ref", "nonmember_eval", "shadow_member", "shadow_nonmember")
 PAPER_MEMBERS = PAPER_NONMEMBERS = 10_000
-MANIFEST_SCHEMA = pa.schema([("sample_id", pa.int64()), ("split", pa.string()), ("label", pa.int64())])
+MANIFEST_SCHEMA = pa.schema([("sample_id", pa.int64()), ("split", pa.string()), ("label", pa.int64()),
+                             ("key", pa.string())])
+REQUIRED_COLUMNS = ("sample_id", "split", "label")  # ``key`` is optional: older manifests lack it
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Sample ids per split (sorted int64 arrays) plus labels by sample id."""
+    """Sample ids per split (sorted int64 arrays) plus labels and record keys by sample id (``keys`` None: a
+    manifest from before record keys)."""
 
     ids: dict[str, np.ndarray]
     labels: dict[int, int]
+    keys: dict[int, str] | None = None
 
     def __getitem__(self, split: str) -> np.ndarray:
         if split == "member":
@@ -46,12 +53,32 @@ class Splits:
     def with_forget(self, forget_ids) -> Splits:
         """Same members, a new forget set (e.g. a batch of deletion requests)."""
         forget = _check_forget_ids(forget_ids, self["member"])
-        ids = dict(self.ids, forget=forget, retain=np.setdiff1d(self["member"], forget))
-        return Splits(ids, self.labels)
+        return replace(self, ids=dict(self.ids, forget=forget, retain=np.setdiff1d(self["member"], forget)))
+
+    def keys_of(self, ids) -> list[str] | None:
+        """The record keys of ``ids`` (in that order); None for a manifest without keys."""
+        return None if self.keys is None else [self.keys[int(i)] for i in ids]
+
+    def ids_of(self, keys, *, members_only: bool = False) -> np.ndarray:
+        """Sample ids of record ``keys`` (in that order). UserError for a manifest without keys, and for keys that
+        are unknown, repeated, or (``members_only``) not members."""
+        from trainables.data.keys import ids_for_keys
+
+        if self.keys is None:
+            raise UserError("this checkpoint's split manifest has no record keys (it was written before keys "
+                            "existed); name sample ids instead")
+        listed = np.array(sorted(self.keys), dtype=np.int64)
+        ids = listed[ids_for_keys([self.keys[int(i)] for i in listed], keys, where="the checkpoint's split manifest")]
+        outside = [self.keys[int(i)] for i in np.setdiff1d(ids, self["member"])] if members_only else []
+        if outside:
+            raise UserError(f"{len(outside)} key(s) name records that are not members of the training set: "
+                            f"{', '.join(map(repr, outside[:5]))}{' ...' if len(outside) > 5 else ''}")
+        return ids
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [(int(i), s, self.labels[int(i)]) for s in SPLITS for i in self.ids[s]]
-        return pd.DataFrame(rows, columns=["sample_id", "split", "label"])
+        key = (lambda i: None) if self.keys is None else (lambda i: self.keys[i])
+        rows = [(int(i), s, self.labels[int(i)], key(int(i))) for s in SPLITS for i in self.ids[s]]
+        return pd.DataFrame(rows, columns=["sample_id", "split", "label", "key"])
 
     def save(self, path: str | Path) -> None:
         table = pa.Table.from_pandas(self.to_frame(), schema=MANIFEST_SCHEMA, preserve_index=False)
@@ -63,11 +90,12 @@ class Splits:
             table = pq.read_table(str(path))
         except (pa.ArrowException, OSError) as exc:
             raise UserError(f"{path} is not a readable split manifest (Parquet): {exc}") from None
-        missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
+        missing = [n for n in REQUIRED_COLUMNS if n not in table.column_names]
         if missing:
             raise UserError(f"{path} lacks column(s) {', '.join(missing)} of the split manifest")
+        names = [n for n in MANIFEST_SCHEMA.names if n in table.column_names]
         try:
-            table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+            table = table.select(names).cast(pa.schema([MANIFEST_SCHEMA.field(n) for n in names]))
         except (pa.ArrowException, ValueError) as exc:
             raise UserError(f"{path}: the split manifest's columns have the wrong types: {exc}") from None
         if table.column("sample_id").null_count or table.column("label").null_count:
@@ -75,7 +103,19 @@ class Splits:
         df = table.to_pandas()
         ids = {s: np.sort(df.loc[df["split"] == s, "sample_id"].to_numpy(np.int64)) for s in SPLITS}
         labels = dict(zip(df["sample_id"].astype(int), df["label"].astype(int), strict=True))
-        return cls(ids, labels)
+        return cls(ids, labels, _manifest_keys(df, path))
+
+
+def _manifest_keys(df: pd.DataFrame, path) -> dict[int, str] | None:
+    """Keys by sample id; None for a manifest written before keys (no column, or no key at all)."""
+    if "key" not in df.columns or df["key"].isna().all():
+        return None
+    if df["key"].isna().any() or (df["key"] == "").any():
+        raise UserError(f"{path}: the split manifest has rows without a record key")
+    if df["key"].duplicated().any():
+        dup = df.loc[df["key"].duplicated(), "key"].head(3).tolist()
+        raise UserError(f"{path}: the split manifest names a record key twice: {', '.join(map(repr, dup))}")
+    return dict(zip(df["sample_id"].astype(int), df["key"].astype(str), strict=True))
 
 
 def _check_forget_ids(forget_ids, members: np.ndarray) -> np.ndarray:
@@ -143,4 +183,6 @@ def make_splits(source: ImageSource, cfg) -> Splits:
         "shadow_nonmember": shadow_n,
     }
     labels = {int(i): int(source.labels[i]) for s in split_ids.values() for i in s}
-    return Splits({k: v.astype(np.int64) for k, v in split_ids.items()}, labels)
+    record_keys = source.keys
+    keys = {i: str(record_keys[i]) for i in labels}
+    return Splits({k: v.astype(np.int64) for k, v in split_ids.items()}, labels, keys)

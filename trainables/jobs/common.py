@@ -13,13 +13,18 @@ from trainables.models import UnlearnableModel, build_model
 
 
 def load_data(data_cfg, splits: Splits | None = None) -> tuple[ImageSource, Splits]:
-    """The data set and its split manifest (derived from the seed unless given, e.g. from a checkpoint)."""
+    """The data set and its split manifest (derived from the seed unless given, e.g. from a checkpoint). A given
+    manifest's records are found by key, so its sample ids name the same records even if the data set gained or
+    lost other records since (:func:`trainables.data.align.align_to_manifest`)."""
     from trainables import console
+    from trainables.data.align import align_to_manifest
 
     console.status(f"loading the {data_cfg.dataset} data ...")
     source = load_source(data_cfg.dataset, data_dir=data_cfg.data_dir, download=data_cfg.download,
                          image_size=data_cfg.image_size)
-    return source, splits if splits is not None else make_splits(source, data_cfg)
+    if splits is None:
+        return source, make_splits(source, data_cfg)
+    return align_to_manifest(source, splits), splits
 
 
 def new_model(job, source: ImageSource, num_train: int) -> tuple[UnlearnableModel, dict[str, Any]]:

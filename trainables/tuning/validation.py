@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from trainables.data.splits import Splits
@@ -38,4 +40,4 @@ def validation_splits(splits: Splits, *, forget_ids, retain_ids) -> Splits:
                         f"more non-members or a larger data.nonmember_ref_fraction")
     ids = dict(splits.ids, forget=np.sort(np.asarray(forget_ids, dtype=np.int64)),
                retain=np.sort(np.asarray(retain_ids, dtype=np.int64)), nonmember_eval=reference.copy())
-    return Splits(ids, splits.labels)
+    return replace(splits, ids=ids)

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ class ForgetPlan:
     def output_splits(self, splits: Splits) -> Splits:
         """The parent's manifest with ``forget`` = every id forgotten so far and ``retain`` = the rest."""
         ids = dict(splits.ids, forget=self.cumulative, retain=np.setdiff1d(splits["member"], self.cumulative))
-        return Splits(ids, splits.labels)
+        return replace(splits, ids=ids)
 
 
 def _show(ids: np.ndarray) -> str:
