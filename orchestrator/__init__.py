@@ -18,6 +18,7 @@ _API = {
     "pretrain": "orchestrator.api.jobs",
     "forget": "orchestrator.api.jobs",
     "retrain": "orchestrator.api.jobs",
+    "import_model": "orchestrator.api.jobs",
     "audit": "orchestrator.api.audit",
     "Ledger": "orchestrator.api.ledger",
     "schedule_run": "orchestrator.api.ledger",

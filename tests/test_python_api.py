@@ -19,7 +19,7 @@ from orchestrator.config import parse_overrides
 from trainables.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-API = ["pretrain", "forget", "retrain", "audit", "Ledger", "schedule_run", "Checkpoint", "UserError"]
+API = ["import_model", "pretrain", "forget", "retrain", "audit", "Ledger", "schedule_run", "Checkpoint", "UserError"]
 
 
 def test_import_orchestrator_and_every_api_name_loads_neither_torch_nor_ray():
@@ -136,7 +136,7 @@ def page_run(tmp_path_factory):
     blocks = python_blocks(page.read_text())
     assert len(blocks) >= 6
     code = "\n".join(blocks)
-    for name in ("pretrain(", "forget(", "retrain(", "audit(", "Ledger(", ".add_request(", ".requests()",
+    for name in ("import_model(", "forget_keys=", "keys=", "pretrain(", "forget(", "retrain(", "audit(", "Ledger(", ".add_request(", ".requests()",
                  "schedule_run("):
         assert name in code, f"the example no longer shows {name}"
     where, here = tmp_path_factory.mktemp("page"), os.getcwd()
@@ -157,7 +157,8 @@ def test_the_python_api_page_runs(page_run):
     table, base, forgot = namespace["table"], namespace["base"], namespace["forgot"]
     assert table.shape[0] == 2 and table["after_mia_accuracy"].between(0, 1).all()
     assert forgot.parent == base and sorted(p.name for p in (where / "runs").iterdir()) == [
-        "base", "forgot", "ledger.sqlite", "retrained"]  # audit() without out= wrote nothing
+        "base", "forgot", "ledger.sqlite", "mine", "mine-forgot", "retrained"]  # audit() without out= wrote nothing
+    assert namespace["mine"].kind == "pretrain" and namespace["mine"].meta["imported"]["members"] == 300
     assert namespace["request_id"] == "req-000001" and namespace["version"] == 1
     ledger = namespace["ledger"]
     assert ledger.requests("verified").empty and ledger.requests("verified").columns.equals(

@@ -46,15 +46,17 @@ def pretrain(out: PathLike, *, method: str | None = None, dataset: str | None = 
 
 
 def forget(checkpoint: PathLike | Checkpoint, forget_ids: Ids | None = None, *, out: PathLike,
-           method: str | None = None, epochs: int | None = None, config: PathLike | None = None, workers: int = 0,
+           forget_keys: Iterable[str] | None = None, method: str | None = None, epochs: int | None = None, config: PathLike | None = None, workers: int = 0,
            gpu: bool = False, ray: Mapping[str, Any] | None = None, results: PathLike | None = None,
            experiment: str | None = None, tags: Mapping[str, Any] | None = None, **params: Any) -> Checkpoint:
     """``unlearn forget``: make ``checkpoint`` forget ``forget_ids`` (sample ids, or a file of ids; default: its
     forget split minus what it already forgot) with ``method`` (default: the config's, else ``memgp``) and write
-    the result at ``out``; the input is only read. ``params``: UnlearnJob keys (``a``, ``b``, ``form``, ``lr``,
-    ``runtime``, ...; docs/unlearning.md)."""
+    the result at ``out``; the input is only read. ``forget_keys`` names the records by their keys instead
+    (docs/data.md). ``params``: UnlearnJob keys (``a``, ``b``, ``form``, ``lr``, ``runtime``, ...;
+    docs/unlearning.md)."""
+    keys = None if forget_keys is None else ",".join(str(k) for k in forget_keys)
     argv = [f"--checkpoint={path_of(checkpoint)}",
-            *flags(method=method, epochs=epochs, config=config, forget_ids=id_list(forget_ids))]
+            *flags(method=method, epochs=epochs, config=config, forget_ids=id_list(forget_ids), forget_keys=keys)]
     return _run("forget", out, argv, workers=workers, gpu=gpu, ray=ray, results=results, experiment=experiment,
                 tags=tags, params=params)
 
@@ -68,3 +70,19 @@ def retrain(checkpoint: PathLike | Checkpoint, forget_ids: Ids | None = None, *,
     argv = [f"--checkpoint={path_of(checkpoint)}", *flags(config=config, forget_ids=id_list(forget_ids))]
     return _run("retrain", out, argv, workers=workers, gpu=gpu, ray=ray, results=results, experiment=experiment,
                 tags=tags, params=params)
+
+
+def import_model(out: PathLike, *, arch: str, weights: PathLike, data: str, members: PathLike | None = None,
+                 num_classes: int | None = None, backbone: str | None = None, kind: str | None = None,
+                 image_size: int | None = None, results: PathLike | None = None, experiment: str | None = None,
+                 tags: Mapping[str, Any] | None = None) -> Checkpoint:
+    """``unlearn import``: a model trained elsewhere (``arch``: ``torchvision:NAME``, ``lightly:simclr|moco|byol``
+    with ``backbone``, or ``factory:package.module:function``; ``weights``: its state_dict file) becomes a
+    checkpoint at ``out`` whose members are the records named in ``members`` (a file of keys); docs/models.md."""
+    argv = ["import", f"--out={os.fspath(out)}",
+            *flags(arch=arch, weights=os.fspath(weights), data=data, members=members, num_classes=num_classes,
+                   backbone=backbone, kind=kind, image_size=image_size, results=results, experiment=experiment,
+                   tag=tag_pairs(tags))]
+    args = parse(argv)
+    args.func(args)
+    return Checkpoint(args.out)

@@ -48,15 +48,18 @@ class Ledger:
         version, _row, _added = register_version(args)
         return version
 
-    def add_request(self, subject: str, sample_ids: Iterable[int] | str, *, request_id: str | None = None,
+    def add_request(self, subject: str, sample_ids: Iterable[int] | str | None = None, *,
+                    keys: Iterable[str] | None = None, request_id: str | None = None,
                     received_at: str | None = None) -> str:
-        """``unlearn requests add --subject --sample-ids``: record one deletion request (ids must be members of the
-        current model, not yet forgotten). Returns its request id (a repeat with the same content is skipped)."""
+        """``unlearn requests add --subject --keys | --sample-ids``: record one deletion request naming records by
+        their keys (or internal sample ids); they must be members of the current model, not yet forgotten.
+        Returns its request id (a repeat with the same content is skipped)."""
         from orchestrator.commands.requests import add_requests
 
-        ids = sample_ids if isinstance(sample_ids, str) else id_list(sample_ids)
-        args = parse(["requests", "add", self._flag(), f"--subject={subject}", f"--sample-ids={ids}",
-                      *flags(request_id=request_id, received_at=received_at)])
+        ids = sample_ids if isinstance(sample_ids, str) or sample_ids is None else id_list(sample_ids)
+        names = None if keys is None else ",".join(str(k) for k in keys)
+        args = parse(["requests", "add", self._flag(), f"--subject={subject}",
+                      *flags(sample_ids=ids, keys=names, request_id=request_id, received_at=received_at)])
         [(rid, _added)] = add_requests(args)
         return rid
 
