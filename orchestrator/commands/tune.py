@@ -4,7 +4,7 @@ membership-inference leakage of the forget set within an accuracy-drop cap. Docs
     unlearn tune --checkpoint runs/base --space memgp --samples 40 --cap 0.10 --objective mia_distance \\
                  --results runs/results --out runs/tune-memgp
     unlearn tune ... --out runs/tune-memgp --resume          # continue an interrupted search
-    unlearn tune --checkpoint runs/base --space portfolio --methods finetune,neggrad_plus ...   # across methods
+    unlearn tune --checkpoint runs/base --space portfolio --methods finetune,neggrad_plus --out runs/tune-all
     unlearn forget --checkpoint runs/base --config runs/tune-memgp/best.yaml --out runs/forgot
 """
 
