@@ -4,6 +4,7 @@ membership-inference leakage of the forget set within an accuracy-drop cap. Docs
     unlearn tune --checkpoint runs/base --space memgp --samples 40 --cap 0.10 --objective mia_distance \\
                  --results runs/results --out runs/tune-memgp
     unlearn tune ... --out runs/tune-memgp --resume          # continue an interrupted search
+    unlearn tune --checkpoint runs/base --space portfolio --methods finetune,neggrad_plus --out runs/tune-all
     unlearn forget --checkpoint runs/base --config runs/tune-memgp/best.yaml --out runs/forgot
 """
 
@@ -27,12 +28,16 @@ def register(sub) -> None:
                     "(kept for the final audit). Every trial becomes a row in the results store; the best "
                     "feasible configuration is written to OUT/best.yaml for `unlearn forget --config` and "
                     "`unlearn schedule run --config`.",
-        epilog="Spaces: memgp, gp, finetune, neggrad_plus, l1_sparse, alignment_calibration, random_labels, or a "
-               "YAML file (docs/tuning.md). Exit codes: 0 best found, 1 no feasible trial, 2 bad input, "
+        epilog="Spaces: memgp, gp, finetune, neggrad_plus, l1_sparse, alignment_calibration, random_labels, a "
+               "YAML file, or portfolio: one search across every method that fits the checkpoint's model kind "
+               "(docs/tuning.md). Exit codes: 0 best found, 1 no feasible trial, 2 bad input, "
                "130 interrupted (resume with --resume).",
     )
     p.add_argument("--checkpoint", required=True, help="the pretrained checkpoint every trial starts from")
-    p.add_argument("--space", required=True, metavar="NAME|FILE", help="a shipped search space or a YAML file")
+    p.add_argument("--space", required=True, metavar="NAME|FILE",
+                   help="a shipped search space, a YAML file, or portfolio (the method is searched too)")
+    p.add_argument("--methods", metavar="M1,M2", help="--space portfolio: only these methods (default: every "
+                                                      "registered method with a search space that fits the model)")
     p.add_argument("--samples", type=int, default=20, metavar="N", help="number of trials (default 20)")
     p.add_argument("--cap", type=float, default=0.10,
                    help="largest allowed accuracy drop, a fraction in (0, 1) (default 0.10 = 10 points)")
@@ -90,7 +95,8 @@ def settings_from_args(args):
         asha=args.asha, grace_period=args.grace_period, seed=args.seed, resume=args.resume, storage=args.storage,
         name=args.name, workers=args.workers_per_trial, cpus=args.cpus_per_trial, gpu=args.gpu,
         max_concurrent=args.max_concurrent, keep_models=args.keep_models, address=args.address,
-        interrupt_after=args.interrupt_after)
+        interrupt_after=args.interrupt_after,
+        methods=None if args.methods is None else tuple(args.methods.split(",")))
 
 
 def run(args) -> int:
@@ -104,6 +110,12 @@ def run(args) -> int:
     print(f"search {outcome.name}: {len(finished)}/{outcome.samples} trials finished, {len(feasible)} feasible")
     from trainables import console
 
+    if len(outcome.per_method) > 1:  # a portfolio: each method's best feasible trial
+        from orchestrator.tune.per_method import per_method_lines
+
+        print("per method (best feasible trial):")
+        for line in per_method_lines(outcome.per_method, outcome.accuracy_metric):
+            print(f"  {line}")
     console.info(f"results: {settings.results} (kind tune-trial, experiment {outcome.name}); summary: "
                  f"{outcome.summary_path}")
     if outcome.interrupted:

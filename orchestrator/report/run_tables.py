@@ -119,17 +119,20 @@ def tune_searches(frame: pd.DataFrame) -> list[Table]:
     rows["feasible"] = [bool(e.get("feasible")) for e in extra]
     rows["objective"] = [float(e["objective"]) if isinstance(e.get("objective"), (int, float)) else np.nan
                          for e in extra]
+    rows["hp"] = json_column(rows, "hp_json")
     lines = []
+    # one row per search and method: a portfolio search (several methods) gets each method's best feasible trial
     for (search, method), group in rows.groupby(["experiment", "method"], sort=True, dropna=False):
         feasible = group[group["feasible"] & group["objective"].notna()]
         best = feasible.loc[feasible["objective"].idxmin()] if len(feasible) else None
-        hp = "" if best is None else ", ".join(f"{h[3:]}={_short(best[h])}" for h in _HP if best[h] is not None
-                                                and not (isinstance(best[h], float) and math.isnan(best[h])))
+        hp = "" if best is None else ", ".join(f"{k}={_short(v)}" for k, v in sorted(best["hp"].items())
+                                                if k != "method" and v is not None)
         lines.append([str(search), str(method), str(len(group)), str(int((group["status"] == "ok").sum())),
-                      str(len(feasible)), "–" if best is None else fmt(best["objective"]),
+                      str(len(feasible)), "no feasible trial" if best is None else fmt(best["objective"]),
                       "–" if best is None else fmt(best["after_mia_accuracy"]), hp])
     return [Table(["search", "method", "trials", "ok", "feasible", "best objective", "best attack acc",
-                   "best config"], lines, "Tune searches (validation protocol; kind tune-trial)")]
+                   "best config"], lines, "Tune searches (validation protocol; kind tune-trial; per search and "
+                                          "method, its best feasible trial)")]
 
 
 def all_attacks(frame: pd.DataFrame) -> list[Table]:

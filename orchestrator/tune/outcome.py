@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 
 from orchestrator.results.store import append, load, make_row
+from orchestrator.tune.per_method import per_method_best
 from trainables.tuning.objective import select_best
 
 EXTRA_COLUMNS = ("objective", "objective_name", "feasible", "accuracy_drop", "accuracy_metric", "cap", "constraint",
@@ -76,6 +77,8 @@ class SearchOutcome:
     samples: int
     experiment_path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    per_method: list[dict[str, Any]] = field(default_factory=list)  # each method's best feasible trial
+    accuracy_metric: str = "accuracy"   # what the cap applies to (knn_acc, test_acc, ...)
 
     @property
     def finished(self) -> list[TrialRecord]:
@@ -127,7 +130,8 @@ def trial_row(record: TrialRecord, *, base, space, state: dict[str, Any]) -> dic
     meta = base.meta
     return make_row(
         kind="tune-trial", status=record.status, dataset=meta.get("dataset"), model=meta.get("method"),
-        backbone=meta.get("backbone"), method=space.method, attack=base.attack.attacks[0],
+        backbone=meta.get("backbone"), method=space.method_of(record.config) if record.config else space.method,
+        attack=base.attack.attacks[0],
         threat_model=base.attack.threat_model, num_members=int(len(base.plan.forget_ids) + len(base.plan.retain_ids)),
         forget_size=int(len(base.plan.forget_ids)), n_score=int(after["n_score"]) if "n_score" in after else None,
         trial_id=record.trial_id, experiment=state["name"], checkpoint_uri=result.get("checkpoint_path"),
@@ -159,6 +163,8 @@ def finish_search(trials: list[TrialRecord], *, base, space, settings, state: di
     best = next((t for t in done if best_view and t.trial_id == best_view["trial_id"]), None)
     outcome = SearchOutcome(state["name"], trials, best, None, len(rows), None, out / "summary.json",
                             settings.samples, f"{state['storage'].rstrip('/')}/{state['name']}")
+    outcome.accuracy_metric = state["accuracy"]
+    outcome.per_method = per_method_best(done, space, config_of=lambda t: best_config(t, space))
     if best is not None and not outcome.interrupted:
         outcome.best_config = best_config(best, space)
         outcome.best_config_path = write_best_config(out / "best.yaml", outcome.best_config, best, state)
@@ -206,6 +212,7 @@ def _write_summary(outcome: SearchOutcome, state: dict[str, Any], settings) -> N
             "accuracy_drop": best.result.get("accuracy_drop"), "mia_accuracy": best.result.get("mia_accuracy"),
             "config": outcome.best_config},
         "best_config": None if outcome.best_config_path is None else str(outcome.best_config_path),
+        "per_method": outcome.per_method,
     }
     tmp = outcome.summary_path.with_name(".summary.json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=_json_default))

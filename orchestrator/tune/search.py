@@ -23,13 +23,14 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.fenced.ray_internals import classic_tune_output
 from orchestrator.run.storage import open_storage
 from orchestrator.tune.outcome import SearchOutcome, collect_trials, finish_search
+from orchestrator.tune.portfolio import PORTFOLIO, PortfolioSpace, load_portfolio, model_kind
 from orchestrator.tune.space import SearchSpace, load_space
 from trainables.errors import UserError
 from trainables.tuning.objective import Scoring, resolve_accuracy
@@ -44,7 +45,7 @@ _IDENTITY_KEYS = ("space_definition", "samples", "objective", "cap", "accuracy",
 @dataclass(frozen=True)
 class SearchSettings:
     checkpoint: str
-    space: str                          # a shipped space name or a YAML file
+    space: str                          # a shipped space name, a YAML file, or "portfolio" (every method)
     samples: int
     out: str                            # best.yaml, summary.json, search.json, the Tune experiment by default
     results: str                        # the results store (local path or URI)
@@ -68,6 +69,7 @@ class SearchSettings:
     keep_models: bool = False
     address: str | None = None
     interrupt_after: int | None = None  # testing: SIGINT the driver once this many trials have finished
+    methods: tuple[str, ...] | None = None  # portfolio: only these methods (default: all that fit the model)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def plan_resources(cluster: Mapping[str, float], *, workers: int, cpus: float, g
     return ResourcePlan(trial, need_cpu, max(1, concurrent))
 
 
-def check_settings(settings: SearchSettings) -> tuple[SearchSpace, Path]:
+def check_settings(settings: SearchSettings) -> tuple[SearchSpace | PortfolioSpace, Path]:
     """Everything that can be checked without loading the checkpoint; nothing is written."""
     if settings.samples < 1:
         raise UserError(f"--samples must be at least 1, got {settings.samples}")
@@ -121,7 +123,15 @@ def check_settings(settings: SearchSettings) -> tuple[SearchSpace, Path]:
         raise UserError(f"--max-concurrent must be at least 1, got {settings.max_concurrent}")
     if settings.workers < 1 or settings.cpus <= 0:
         raise UserError("--workers-per-trial must be at least 1 and --cpus-per-trial positive")
-    space = load_space(settings.space, list(settings.overrides))
+    if settings.space == PORTFOLIO:
+        from trainables.checkpoint import read_meta
+
+        space = load_portfolio(model_kind(read_meta(settings.checkpoint)), settings.methods, list(settings.overrides))
+    elif settings.methods is not None:
+        raise UserError(f"--methods chooses the methods of --space {PORTFOLIO}; --space {settings.space} runs one "
+                        f"method (drop --methods, or use --space {PORTFOLIO})")
+    else:
+        space = load_space(settings.space, list(settings.overrides))
     if space.method == "retrain":
         raise UserError("a search tunes an unlearning method; retrain is the reference (pass it as --retrained)")
     out = Path(settings.out)
@@ -155,9 +165,14 @@ def run_search(settings: SearchSettings, log=None) -> SearchOutcome:
     meta = read_meta(settings.checkpoint)
     accuracy = resolve_accuracy(settings.accuracy, meta.get("method") != "supervised")
     scoring = Scoring(settings.objective, settings.cap, accuracy)
-    probe = space.job({p.name: p.corners()[0] for p in space.params.values()})
+    probe, *others = space.probe_jobs()
     base = prepare_search_base(settings.checkpoint, probe, scoring=scoring, attack=settings.attack,
                                forget_ids=settings.forget_ids, retrained=settings.retrained, log=log)
+    if others:  # a portfolio: every method must fit this model and these splits, before any trial
+        from trainables.unlearning.api import check_compatible
+
+        for job in others:
+            check_compatible(job, base.model(), base.plan.split_ids(base.splits))
     state = search_state(settings, space, base)
     if settings.resume:
         _check_resume(out, state)
@@ -193,12 +208,10 @@ def run_search(settings: SearchSettings, log=None) -> SearchOutcome:
     return outcome
 
 
-def search_state(settings: SearchSettings, space: SearchSpace, base) -> dict[str, Any]:
+def search_state(settings: SearchSettings, space: SearchSpace | PortfolioSpace, base) -> dict[str, Any]:
     name = settings.name or f"tune-{space.name}-{_short_hash(str(Path(settings.out).resolve()))}"
     storage = settings.storage or str((Path(settings.out) / "ray").resolve())
-    definition = {"method": space.method, "fixed": space.fixed,
-                  "params": {k: asdict(p) for k, p in space.params.items()}}
-    return {"name": name, "storage": storage, "space": space.name, "space_definition": definition,
+    return {"name": name, "storage": storage, "space": space.name, "space_definition": space.definition(),
             "samples": settings.samples, "objective": settings.objective, "cap": settings.cap,
             "accuracy": base.scoring.accuracy, "retrained": base.retrained_path, "asha": settings.asha,
             "grace_period": settings.grace_period, "seed": settings.seed, "attack": base.attack.model_dump(mode="json"),
@@ -216,7 +229,7 @@ def _check_resume(out: Path, state: dict[str, Any]) -> None:
     state.update(name=stored["name"], storage=stored["storage"])
 
 
-def _fit(settings: SearchSettings, space: SearchSpace, base, state: dict[str, Any], plan: ResourcePlan, ref):
+def _fit(settings: SearchSettings, space: SearchSpace | PortfolioSpace, base, state: dict[str, Any], plan: ResourcePlan, ref):
     from ray import tune
 
     from orchestrator.tune.trials import SharedBase, TrialSettings, distributed_trial, in_process_trial
@@ -258,7 +271,7 @@ def _check_experiment(state: dict[str, Any], *, resume: bool) -> None:
                         f"continue it, or choose another --name")
 
 
-def _new_tuner(settings: SearchSettings, space: SearchSpace, base, state, plan: ResourcePlan, trainable, storage):
+def _new_tuner(settings: SearchSettings, space: SearchSpace | PortfolioSpace, base, state, plan: ResourcePlan, trainable, storage):
     import optuna
     from ray import tune
 
@@ -266,12 +279,12 @@ def _new_tuner(settings: SearchSettings, space: SearchSpace, base, state, plan: 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     startup = max(2, min(10, settings.samples // 2))  # random trials before TPE models the space
-    searcher = ConstrainedOptunaSearch(metric="objective", mode="min", points_to_evaluate=space.start_points() or None,
+    searcher = ConstrainedOptunaSearch(space=space.optuna_space(), metric="objective", mode="min",
+                                       points_to_evaluate=space.start_points() or None,
                                        sampler=tpe_sampler(settings.seed, n_startup_trials=startup))
     scheduler = None
     if settings.asha:
-        max_epochs = max(int(space.params["epochs"].high) if "epochs" in space.params else 1,
-                         int(space.fixed.get("epochs", 1)))
+        max_epochs = space.max_epochs()
         scheduler = tune.schedulers.ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
                                                   grace_period=min(settings.grace_period, max_epochs),
                                                   reduction_factor=2)

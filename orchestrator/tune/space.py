@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,30 @@ class SearchSpace:
         settings (threads, monitor), for ``unlearn forget --config`` / ``unlearn schedule run --config``."""
         data = deep_merge({"method": self.method}, _nested(self.fixed))
         return deep_merge(data, _nested(self.values(sampled)))
+
+    def method_of(self, sampled: dict[str, Any]) -> str:
+        """The method a trial runs (one per space; a portfolio's trials differ: ``orchestrator/tune/portfolio.py``)."""
+        return self.method
+
+    def optuna_space(self) -> None:
+        """None: Tune's ``param_space`` (:meth:`tune_space`) carries this space to the searcher."""
+        return None
+
+    def shown_values(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """The searched keys as the trial's UnlearnJob gets them (switches applied, fixed keys left out)."""
+        return {k: v for k, v in self.values(sampled).items() if k in self.params}
+
+    def probe_jobs(self) -> list[UnlearnJob]:
+        """A job per method the search runs, checked against the checkpoint before any trial."""
+        return [self.job({p.name: p.corners()[0] for p in self.params.values()})]
+
+    def max_epochs(self) -> int:
+        """The most unlearning epochs a trial may run (ASHA's ``max_t``)."""
+        return max(int(self.params["epochs"].high) if "epochs" in self.params else 1, int(self.fixed.get("epochs", 1)))
+
+    def definition(self) -> dict[str, Any]:
+        """What defines the space (a resumed search must match it)."""
+        return {"method": self.method, "fixed": self.fixed, "params": {k: asdict(p) for k, p in self.params.items()}}
 
     def with_runtime(self, **runtime: Any) -> SearchSpace:
         """A copy whose trials also set these ``runtime`` keys (not written to the best config)."""

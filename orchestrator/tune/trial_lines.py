@@ -6,6 +6,8 @@ whether it met the accuracy-drop cap:
 
     trial 3/6 7a1c_00002  a=0 b=12.3 form=squared lr=0.0012  objective 0.031  attack acc 0.531  knn_acc drop 0.021  feasible
 
+A portfolio's line starts with the trial's method (``method=neggrad_plus ascent_weight=0.12 ...``).
+
 Example:
     >>> tune.RunConfig(callbacks=[TrialLines(space, "knn_acc", samples=6)], verbose=0)
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from ray import tune
 
+from orchestrator.tune.portfolio import PortfolioSpace
 from orchestrator.tune.space import SearchSpace
 
 
@@ -39,16 +42,16 @@ def flat_items(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]
     return items
 
 
-def applied_values(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
+def applied_values(space: SearchSpace | PortfolioSpace, config: dict[str, Any]) -> dict[str, Any]:
     """The sampled keys of a trial as its UnlearnJob gets them (switches applied, fixed keys left out)."""
     try:
-        values = space.values(config)
+        return space.shown_values(config)
     except KeyError:  # a trial whose config is incomplete (never started): show what Tune has
         return {k: v for k, v in config.items()}
-    return {k: v for k, v in values.items() if k in space.params}
 
 
-def trial_line(space: SearchSpace, accuracy: str, config: dict[str, Any], result: dict[str, Any], *,
+def trial_line(space: SearchSpace | PortfolioSpace, accuracy: str, config: dict[str, Any],
+               result: dict[str, Any], *,
                trial_id: str, done: int, samples: int, error: str | None = None) -> str:
     params = " ".join(f"{k}={format_value(v)}" for k, v in applied_values(space, config).items())
     head = f"trial {done}/{samples} {trial_id}  {params}"
@@ -69,7 +72,7 @@ def trial_line(space: SearchSpace, accuracy: str, config: dict[str, Any], result
 class TrialLines(tune.Callback):
     """Prints :func:`trial_line` for every trial that finishes or fails (on the driver)."""
 
-    def __init__(self, space: SearchSpace, accuracy: str, samples: int):
+    def __init__(self, space: SearchSpace | PortfolioSpace, accuracy: str, samples: int):
         self.space, self.accuracy, self.samples = space, accuracy, samples
         self.printed = 0
 

@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from orchestrator.tune.portfolio import PortfolioSpace
 from orchestrator.tune.space import SearchSpace
 from trainables.jobs.task import Setup, TrainTask
 from trainables.tuning.base import SearchBase
@@ -49,7 +50,7 @@ class SharedBase:
     """A picklable handle on the search's shared state in the object store."""
 
     ref: Any                           # ray.ObjectRef of a SearchBase
-    space: SearchSpace
+    space: SearchSpace | PortfolioSpace
     settings: TrialSettings = field(default_factory=lambda: TrialSettings(name="tune"))
 
     def get(self) -> SearchBase:
