@@ -69,8 +69,8 @@ def run(args) -> int:
           + (f", reproduces the network's own outputs (max difference {facts['max_output_difference']:.1e})"
              if "max_output_difference" in facts else ""))
     print(f"members {len(splits['member'])}, non-members {len(splits['nonmember'])} (reference "
-          f"{len(splits['nonmember_ref'])}, evaluation {len(splits['nonmember_eval'])}); no forget set yet: name "
-          f"one with `unlearn forget --forget-ids` or a deletion request")
+          f"{len(splits['nonmember_ref'])}, evaluation {len(splits['nonmember_eval'])}); no forget set yet: name the "
+          f"records with `unlearn forget --forget-keys K1,K2` or a deletion request (`unlearn requests add --keys`)")
     return 0
 
 
