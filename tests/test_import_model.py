@@ -145,6 +145,15 @@ def test_factory_classifier_and_encoder(tmp_path, photos, capsys):
         "factory:tests.import_helpers:tiny_classifier"
     assert retrained.model.state_dict().keys() == ck.model.state_dict().keys()
     capsys.readouterr()
+    # the ledger: a deletion request by key, then a real scheduled run (unlearn in-process, verify, judge)
+    ledger = str(tmp_path / "l.sqlite")  # registered by _downstream
+    named = [photos[1].keys[i] for i in (2, 12)]
+    assert main(["requests", "add", "--subject", "alice", "--keys", ",".join(named), "--ledger", ledger]) == 0
+    assert main(["schedule", "run", "--ledger", ledger, "--min-batch", "1", "--set", "epochs=1",
+                 "--set", "runtime.progress=false"]) == 0
+    printed = capsys.readouterr().out
+    assert "batch 1: unlearning 2 ids from version 1" in printed and "verdict " in printed
+    assert "no-signal" in printed or "verified" in printed  # 12 random images: no membership signal, or none left
 
     from tests.import_helpers import tiny_encoder
 
