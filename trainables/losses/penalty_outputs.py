@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -33,7 +34,8 @@ LABEL_OUTPUTS: tuple[str, ...] = ("label_logprob", "sample_loss")
 
 def label_logprob(model: nn.Module, x: Tensor, labels: Tensor) -> Tensor:
     """log p(y_i | x_i) from the classifier's logits: x (B, ...), labels (B,) -> (B, 1)."""
-    logits = model(x, task="head").float()
+    logits = model(x, task="head")
+    logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits  # a stable log-softmax
     return F.log_softmax(logits, dim=1).gather(1, labels.long().view(-1, 1))
 
 
