@@ -114,6 +114,52 @@ def summary_table(results: str) -> str:
     return "\n".join(lines)
 
 
+def gradient_diagnostic(checkpoint: str | Path, n: int = 200) -> dict[str, float]:
+    """Why a penalty can or cannot tell members from non-members: the mean per-sample input-gradient norm of each
+    penalised output (the summed logits, the paper's; log p(y|x)) on the forget set and on held-out non-members,
+    and their mean top-1 probability. ``n`` samples of each, eval mode."""
+    import torch
+
+    from trainables.checkpoint import load_checkpoint
+    from trainables.config import DataConfig
+    from trainables.data.augment import normalize
+    from trainables.jobs.common import load_data
+    from trainables.losses import input_gradient_norms, penalised_output
+
+    ck = load_checkpoint(checkpoint)
+    source, splits = load_data(DataConfig.model_validate(ck.meta["config"]["data"]), ck.splits)
+    model = ck.model.eval()
+    model.embed_output = "logits"
+    out: dict[str, float] = {}
+    for split in ("forget", "nonmember_eval"):
+        ids = torch.from_numpy(splits[split][:n])
+        x, y = normalize(source.images[ids]), torch.from_numpy(source.labels[ids.numpy()]).long()
+        out[f"{split}_logits_grad"] = float(input_gradient_norms(model, x).detach().mean())
+        logprob = penalised_output(model, "label_logprob", y)
+        out[f"{split}_logprob_grad"] = float(input_gradient_norms(model, x, output=logprob).detach().mean())
+        with torch.no_grad():
+            out[f"{split}_top1"] = float(model(x, task="head").softmax(1).max(1).values.mean())
+    return out
+
+
+def diagnostic_table(work: Path) -> str:
+    """:func:`gradient_diagnostic` of every original and retrained model under ``work`` (mean over seeds)."""
+    import statistics
+
+    lines = ["| model | seeds | forget / non-member: ‖∇ Σ logits‖ | ‖∇ log p(y\\|x)‖ | top-1 |",
+             "|---|---|---|---|---|"]
+    for kind in ("pretrain", "retrain"):
+        found = [gradient_diagnostic(d) for d in sorted((work / kind).glob("supervised-*")) if (d / "meta.json").is_file()]
+        if not found:
+            continue
+        m = {k: statistics.mean(f[k] for f in found) for k in found[0]}
+        lines.append(f"| {'original' if kind == 'pretrain' else 'retrained'} | {len(found)} | "
+                     f"{m['forget_logits_grad']:.3g} / {m['nonmember_eval_logits_grad']:.3g} | "
+                     f"{m['forget_logprob_grad']:.3g} / {m['nonmember_eval_logprob_grad']:.3g} | "
+                     f"{m['forget_top1']:.3f} / {m['nonmember_eval_top1']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.repro_tasks import build_tasks
     from benchmarks.reproduce import pending_tasks, run_all
@@ -127,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UserError(f"unknown variant(s) {unknown}; choose from: {', '.join(VARIANTS)}")
         if args.report_only:
-            print(summary_table(results))
+            print(summary_table(results) + "\n\n" + diagnostic_table(work))
             return 0
         settings = Settings(data=args.data, members=args.members, seeds=args.seeds, tables=("supervised",),
                             models=(), pretrain_overrides=tuple(args.pretrain_set), probe_every=0,
@@ -140,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sum(t.kind == 'cell' for t in tasks)} cells; {len(pending)} tasks to run", flush=True)
     work.mkdir(parents=True, exist_ok=True)
     status = run_all(pending, results=results, work=work, jobs=args.jobs, in_process=False)
-    print(summary_table(results))
+    print(summary_table(results) + "\n\n" + diagnostic_table(work))
     return status
 
 
