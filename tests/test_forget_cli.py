@@ -122,7 +122,7 @@ def _nan_penalty(model, x, form="squared", **estimator):
     (["--forget-ids", "NONMEMBER"], "forget ids are not members of the training set"),
     (["--forget-ids", "1,x"], "'x' is not an integer sample id"),
     (["--forget-ids", "missing/ids.txt"], "forget-ids file not found"),
-    (["--set", "c=1"], "memgp (Eq. 3) has no L_Norm term"),
+    (["--set", "penalty_output=label_logprob"], "penalty_output=label_logprob: a simclr encoder has no labels"),
     (["--set", "nosuchkey=1"], "unknown config key 'nosuchkey'"),
     (["--set", "form=cubic"], "form"),
     (["--set", "b=1e12"], "epoch 1: loss term 'total' exploded"),

@@ -52,7 +52,7 @@ def test_set_fixes_a_searched_key_and_start_points_are_complete():
     ({"form": {"type": "categorical", "values": []}}, {}, "non-empty list"),
     ({"form": {"type": "categorical", "values": ["squared", "bogus"]}}, {}, "form=bogus"),
     ({"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}, {}, "learning_rate"),
-    ({"c": {"type": "loguniform", "low": 0.01, "high": 1}}, {}, "no L_Norm"),  # memgp has no c
+    ({"penalty_output": {"type": "categorical", "values": ["embed", "bogus"]}}, {}, "penalty_output=bogus"),
     ({"epochs": {"type": "int", "low": 0, "high": 4}}, {}, "epochs"),
     ({"lr": {"type": "uniform", "low": 1e-4, "high": 1e-2, "step": 2}}, {}, "not ['step']"),
     ({"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}, {"lr": 1e-3}, "both fixed and searched"),

@@ -212,8 +212,8 @@ def test_incompatible_requests_are_user_errors(pretrained):
 def test_unlearn_job_validation():
     with pytest.raises(ValueError, match="choose one of: gp, memgp, retrain"):
         UnlearnJob(method="forgetful")
-    with pytest.raises(ValueError, match="memgp .Eq. 3. has no L_Norm"):
-        UnlearnJob(method="memgp", c=1)
+    with pytest.raises(ValueError, match="penalty_output"):
+        UnlearnJob(method="memgp", penalty_output="max_logit")
     with pytest.raises(ValueError, match="every loss weight"):
         UnlearnJob(method="gp", a=0, b=0, c=0)
     assert UnlearnJob(method="memgp").eval_mode and not UnlearnJob(method="finetune").eval_mode

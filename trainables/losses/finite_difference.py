@@ -65,6 +65,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -95,18 +97,23 @@ def _per_sample_sum(out: Tensor) -> Tensor:
 
 def finite_difference_penalty(model: nn.Module, x: Tensor, form: str = DEFAULT_FORM, *,
                               step: float = DEFAULT_FD_STEP, task: str = "embed",
-                              held_linear: bool | None = None) -> Penalty:
+                              held_linear: bool | None = None,
+                              output: Callable[[Tensor], Tensor] | None = None) -> Penalty:
     """x (B, ...) -> :class:`Penalty` whose loss has the penalty's value and the finite-difference gradient.
 
     ``held_linear``: take the difference as the bias-free pass of ``u`` (exact, no step); None = wherever the
     forward allows it (:func:`~trainables.losses.held_gates.is_gated_linear`), False = always ``f(x + h u) - f(x)``.
+    ``output``: difference ``output(x)`` instead of ``model(x, task=task)`` (``penalty_outputs.py``); such outputs
+    end in a curved function (log-softmax), so they always take the plain difference.
     """
+    forward = output if output is not None else (lambda v: model(v, task=task))
+    held_linear = False if output is not None else held_linear
     x = x.detach()
     x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     with torch.autocast(x.device.type, enabled=False):  # as the exact penalty: float32 input gradients
         leaf = x.clone().requires_grad_(True)
         with recorded_gates(model) as gates:
-            f = _per_sample_sum(model(leaf, task=task))
+            f = _per_sample_sum(forward(leaf))
         linear = is_gated_linear(gates) if held_linear is None else held_linear
         (grad,) = torch.autograd.grad(f.sum(), leaf, retain_graph=not linear)  # first order only
         norms = grad.reshape(grad.shape[0], -1).norm(2, dim=1)
@@ -118,13 +125,14 @@ def finite_difference_penalty(model: nn.Module, x: Tensor, form: str = DEFAULT_F
                 along_u = _per_sample_sum(model(u, task=task))  # u_i . g_i = n_i, differentiable in theta
             if not torch.allclose(along_u.detach(), norms, rtol=1e-3, atol=1e-6 * float(norms.max()) + 1e-30):
                 # a curved operation the module walk cannot see (a functional call): the plain difference
-                return finite_difference_penalty(model, x, form, step=step, task=task, held_linear=False)
+                return finite_difference_penalty(model, x, form, step=step, task=task, held_linear=False,
+                                                 output=output)
             # a zero gradient for the dropped biases, as the double backward gives: DDP waits for every parameter
             surrogate = (slopes * along_u).sum() + 0.0 * sum(b.sum() for b in dropped_parameters(gates))
         else:
             h = step * x.reshape(x.shape[0], -1).norm(2, dim=1).clamp_min(1.0)
             with frozen_gates(gates):
-                f_moved = _per_sample_sum(model(x + h.view(shape) * u, task=task))
+                f_moved = _per_sample_sum(forward(x + h.view(shape) * u))
             surrogate = (slopes / h * (f_moved - f)).sum()
         value = reduce_penalty(norms.detach(), form)
         return Penalty(value + (surrogate - surrogate.detach()), norms.detach())

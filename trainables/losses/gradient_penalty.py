@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -34,8 +36,9 @@ def interpolate(x_member: Tensor, x_nonmember_ref: Tensor, generator: torch.Gene
 
 def gradient_penalty(model: nn.Module, x_member: Tensor, x_nonmember_ref: Tensor, form: str = DEFAULT_FORM, *,
                      generator: torch.Generator | None = None, estimator: str = DEFAULT_ESTIMATOR,
-                     fd_step: float = DEFAULT_FD_STEP) -> Penalty:
+                     fd_step: float = DEFAULT_FD_STEP, output: Callable[[Tensor], Tensor] | None = None) -> Penalty:
     """Members and reference non-members, both (B, 3, S, S) -> :class:`Penalty` at their random interpolates
-    (``estimator``: ``exact`` double backward or ``finite_difference``, see ``penalty_estimators.py``)."""
+    (``estimator``: ``exact`` double backward or ``finite_difference``, see ``penalty_estimators.py``; ``output``:
+    the penalised output, default ``model(z)``, ``penalty_outputs.py``)."""
     z = interpolate(x_member.detach(), x_nonmember_ref.detach(), generator)
-    return input_gradient_penalty(model, z, form, estimator=estimator, fd_step=fd_step)
+    return input_gradient_penalty(model, z, form, estimator=estimator, fd_step=fd_step, output=output)

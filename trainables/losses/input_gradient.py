@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -29,12 +30,14 @@ class Penalty(NamedTuple):
     grad_norms: Tensor
 
 
-def input_gradient_norms(model: nn.Module, x: Tensor, task: str = "embed") -> Tensor:
-    """||d sum_j model(x)_ij / d x_i||_2 per sample: x (B, ...) -> (B,), with the graph kept for a backward pass."""
+def input_gradient_norms(model: nn.Module, x: Tensor, task: str = "embed",
+                         output: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """||d sum_j model(x)_ij / d x_i||_2 per sample: x (B, ...) -> (B,), with the graph kept for a backward pass.
+    ``output``: differentiate ``output(x)`` instead of ``model(x, task=task)`` (``penalty_outputs.py``)."""
     x = x.detach()
     x = (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).requires_grad_(True)
     with torch.autocast(x.device.type, enabled=False):  # bf16 input gradients are too coarse to penalise
-        out = model(x, task=task)
+        out = output(x) if output is not None else model(x, task=task)
         (grad,) = torch.autograd.grad(outputs=out, inputs=x, grad_outputs=torch.ones_like(out), create_graph=True,
                                       retain_graph=True, only_inputs=True)
         return grad.reshape(grad.shape[0], -1).norm(2, dim=1)

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from trainables.losses.finite_difference import DEFAULT_FD_STEP
@@ -20,7 +22,9 @@ from trainables.losses.penalty_forms import DEFAULT_FORM
 
 
 def member_gradient_penalty(model: nn.Module, x_member: Tensor, form: str = DEFAULT_FORM, *,
-                            estimator: str = DEFAULT_ESTIMATOR, fd_step: float = DEFAULT_FD_STEP) -> Penalty:
+                            estimator: str = DEFAULT_ESTIMATOR, fd_step: float = DEFAULT_FD_STEP,
+                            output: Callable[[Tensor], Tensor] | None = None) -> Penalty:
     """x_member (B, 3, S, S), normalised images -> :class:`Penalty` (scalar loss, (B,) gradient norms);
-    ``estimator``: ``exact`` double backward or ``finite_difference`` (see ``penalty_estimators.py``)."""
-    return input_gradient_penalty(model, x_member, form, estimator=estimator, fd_step=fd_step)
+    ``estimator``: ``exact`` double backward or ``finite_difference`` (see ``penalty_estimators.py``); ``output``:
+    the penalised output, default ``model(x)`` (``penalty_outputs.py``)."""
+    return input_gradient_penalty(model, x_member, form, estimator=estimator, fd_step=fd_step, output=output)

@@ -1,6 +1,7 @@
 """L_Norm of Eq. 2: the mean L2 norm of the model output, which lowers the output "confidence" of the data.
 
-The paper computes it on the member data being forgotten. Alone it collapses the model (Table IV, row 3); it is
+The paper computes it on the member data being forgotten. On a classifier the output is its logits (the default
+``embed_output``): shrinking them flattens the softmax, which is how L_Norm lowers the top-1 confidence. Alone it collapses the model (Table IV, row 3); it is
 meant as a small third term beside the training loss and the gradient penalty.
 
 Example:

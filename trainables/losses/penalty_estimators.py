@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from trainables.losses.finite_difference import DEFAULT_FD_STEP, finite_difference_penalty
@@ -24,11 +26,13 @@ DEFAULT_ESTIMATOR = "exact"
 
 
 def input_gradient_penalty(model: nn.Module, x: Tensor, form: str = DEFAULT_FORM, *,
-                           estimator: str = DEFAULT_ESTIMATOR, fd_step: float = DEFAULT_FD_STEP) -> Penalty:
-    """The penalty of the per-sample input-gradient norms at x (B, ...), by ``estimator``."""
+                           estimator: str = DEFAULT_ESTIMATOR, fd_step: float = DEFAULT_FD_STEP,
+                           output: Callable[[Tensor], Tensor] | None = None) -> Penalty:
+    """The penalty of the per-sample input-gradient norms at x (B, ...), by ``estimator``, of ``model(x)`` or of
+    ``output(x)`` (``penalty_outputs.py``)."""
     if estimator == "exact":
-        norms = input_gradient_norms(model, x)
+        norms = input_gradient_norms(model, x, output=output)
         return Penalty(reduce_penalty(norms, form), norms.detach())
     if estimator == "finite_difference":
-        return finite_difference_penalty(model, x, form, step=fd_step)
+        return finite_difference_penalty(model, x, form, step=fd_step, output=output)
     raise ValueError(f"unknown gradient-penalty estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")

@@ -41,6 +41,9 @@ def check_compatible(job: UnlearnJob, model: nn.Module, ids: dict[str, np.ndarra
         raise UserError(f"embed_output=logits: a {base.method} encoder has no logits; use features or projection")
     if job.embed_output == "projection" and not base.is_contrastive:
         raise UserError("embed_output=projection: a supervised classifier has no projection; use features or logits")
+    if job.penalty_output != "embed" and base.is_contrastive and method.penalty:
+        raise UserError(f"penalty_output={job.penalty_output}: a {base.method} encoder has no labels to take the "
+                        f"log-probability of; use penalty_output=embed")
     if job.method == "gp" and job.b > 0 and len(ids.get("nonmember_ref", ())) == 0:
         raise UserError("gp (Eq. 2) interpolates with reference non-members, but the nonmember_ref split is empty; "
                         "use memgp, which needs no non-member data")

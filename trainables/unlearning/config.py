@@ -4,8 +4,8 @@
 Keys (defaults follow the paper where it says, and a measured CIFAR prototype (docs/unlearning.md) where it does not):
 
     method            one of trainables/unlearning/registry.py's METHODS (gp, memgp, retrain, baselines)
-    a, b, c           weights of L_train, the gradient penalty, L_Norm (Eq. 2; Eq. 3 has no c). Default a=1, b=1,
-                      c=0 (the paper's Eq. 3). Measured on real CIFAR-10 (docs/unlearning.md): a=0 also brings the
+    a, b, c           weights of L_train, the gradient penalty, L_Norm (Eq. 2). Default a=1, b=1, c=0 (the
+                      paper's Eq. 3; memgp with c > 0 adds Eq. 2's L_Norm to Eq. 3, which the paper does not do). Measured on real CIFAR-10 (docs/unlearning.md): a=0 also brings the
                       attack to chance, but by making every output insensitive to its input (view cosine 0.999 on
                       every split) at a cost in kNN accuracy; a=1 keeps the encoder.
     form              wgan | squared | linear: the penalty formula (see trainables/losses/penalty_forms.py)
@@ -18,8 +18,11 @@ Keys (defaults follow the paper where it says, and a measured CIFAR prototype (d
     train_term_source forget (the paper: L_train on the data being forgotten) | retain
     epochs            unlearning epochs (paper: 10); retrain uses the parent's pretraining recipe (retrain_epochs)
     lr, optimizer, weight_decay, momentum, batch_size, retain_batch_size
-    embed_output      features | projection | logits: what the penalty sees (default: the checkpoint's own setting,
-                      i.e. backbone features for encoders, logits for classifiers)
+    embed_output      features | projection | logits: what the penalty and L_Norm see (default: the checkpoint's own
+                      setting, i.e. backbone features for encoders, logits for classifiers)
+    penalty_output    embed | label_logprob | sample_loss: the output whose input gradient is penalised: the
+                      embed_output (the paper), or, on a classifier, log p(y|x) of the sample's label (sample_loss,
+                      -log p(y|x), is the same penalty; trainables/losses/penalty_outputs.py)
     model_mode        auto | train | eval: auto = eval for gp/memgp (BatchNorm uses its running statistics, so the
                       penalty is exactly per sample and forget-only batches do not shift the statistics), train for
                       the training-style baselines
@@ -50,7 +53,8 @@ class UnlearnJob(StrictModel):
     method: str = Field("memgp", description="one of: " + ", ".join(METHODS))
     a: float = Field(1.0, ge=0, description="weight of L_train (the model's training objective)")
     b: float = Field(1.0, ge=0, description="weight of the gradient penalty (L_GP for gp, L_MEMGP for memgp)")
-    c: float = Field(0.0, ge=0, description="weight of L_Norm (gp only)")
+    c: float = Field(0.0, ge=0, description="weight of L_Norm, the mean output norm on the forget batch (Eq. 2; "
+                                            "memgp: an addition to Eq. 3)")
     # Literal values and default mirror trainables.losses.penalty_forms (FORMS, DEFAULT_FORM; a test checks it),
     # spelled out so that reading a config never imports torch.
     form: Literal["wgan", "squared", "linear"] = Field("squared", description="penalty formula")
@@ -74,6 +78,10 @@ class UnlearnJob(StrictModel):
     embed_output: Literal["features", "projection", "logits"] | None = Field(
         None, description="what the penalty sees; default: the checkpoint's own setting (features for encoders, "
                           "logits for classifiers)")
+    # Literal values mirror trainables.losses.penalty_outputs.PENALTY_OUTPUTS (a test checks it).
+    penalty_output: Literal["embed", "label_logprob", "sample_loss"] = Field(
+        "embed", description="what the penalty differentiates: embed (embed_output, the paper) or, on a classifier, "
+                             "label_logprob / sample_loss (log p(y|x) of the sample's label; the same penalty)")
     model_mode: Literal["auto", "train", "eval"] = Field(
         "auto", description="auto: eval for gp/memgp (BatchNorm keeps its running statistics, the penalty is "
                             "exactly per sample), train for the training-style baselines")
@@ -106,8 +114,6 @@ class UnlearnJob(StrictModel):
             raise ValueError(f"{self.method}: every loss weight (a, b, c) is 0; nothing would be optimised")
         if self.method == "scrub" and self.scrub_alpha == 0 and self.scrub_gamma == 0:
             raise ValueError("scrub: scrub_alpha and scrub_gamma are both 0; the min steps would optimise nothing")
-        if self.method == "memgp" and self.c != 0:
-            raise ValueError("memgp (Eq. 3) has no L_Norm term; set c=0 or use method=gp")
         if self.method in PENALTY_METHODS and self.gp_every > 1 and self.a == 0 and self.c == 0:
             raise ValueError(f"gp_every={self.gp_every} with a=0 (and c=0) leaves steps with nothing to optimise; "
                              f"use gp_every=1 or a > 0")

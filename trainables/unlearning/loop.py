@@ -147,7 +147,8 @@ def step_loop(job, model: nn.Module, source, method: MethodInfo, ids: dict[str, 
 
     uses_head = method.uses_train_objective(job)
     sync_bn = synced_batchnorm(model, enabled=job.sync_batchnorm and ctx.world_size > 1, device_type=device.type)
-    with unlearning_setup(model, embed_output=job.embed_output, uses_head=uses_head), sync_bn:
+    reaches_head = uses_head or (method.penalty and job.penalty_output != "embed")  # log p(y|x) reads the logits
+    with unlearning_setup(model, embed_output=job.embed_output, uses_head=reaches_head), sync_bn:
         model = ctx.prepare_model(place_model(model, job.runtime, device))
         epochs = job.epochs
         total_steps = sum(max(sum(len(loaders[s]) for s in method.epoch_splits(job, e)), 1) for e in range(epochs))
