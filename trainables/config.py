@@ -97,6 +97,10 @@ class RuntimeConfig(StrictModel):
     channels_last: bool = Field(False, description="channels-last memory format (faster convolutions on GPUs)")
     progress: bool = Field(True, description="the progress display: a live bar on a terminal, at most 20 lines "
                                              "per run in logs; false: none (the history is still in meta.json)")
+    stream: bool | Literal["auto"] = Field(
+        "auto", description="Ray Train workers stream file-backed training data through Ray Data instead of each "
+                            "holding it in memory; auto: when the data set is file-backed (imagefolder) and the "
+                            "batched augmentation backend is used (docs/distributed.md)")
 
 
 Method = Literal["moco", "simclr", "byol", "supervised"]

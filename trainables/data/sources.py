@@ -151,8 +151,10 @@ def load_imagefolder(path: str, image_size: int = 32, **_) -> ImageSource:
               folder.samples]
     x = np.stack(arrays).astype(np.uint8)
     y = np.array([t for _, t in folder.samples], dtype=np.int64)
-    return _from_pools(f"imagefolder:{p}", x, y, np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros(0),
-                       image_size, folder.classes)
+    source = _from_pools(f"imagefolder:{p}", x, y, np.zeros((0, image_size, image_size, 3), np.uint8),
+                         np.zeros(0), image_size, folder.classes)
+    source.paths = [path_ for path_, _ in folder.samples]  # file-backed: Ray Train can stream it
+    return source
 
 
 BUILTIN: dict[str, Callable[..., ImageSource]] = {
