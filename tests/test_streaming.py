@@ -49,9 +49,9 @@ def test_decode_gives_the_pixels_the_in_memory_imagefolder_loader_holds(folder):
 def test_an_undecodable_file_is_a_user_error_naming_the_record(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(UserError, match=r"^record cats/7: cannot read or decode the image"):
+    with pytest.raises(UserError, match=r"^cannot decode the image of record 'cats/7'"):
         decode_image(str(bad), SIZE, key="cats/7")
-    with pytest.raises(UserError, match="record .*missing.png: cannot read"):
+    with pytest.raises(UserError, match=r"^cannot read the image of record '.*missing.png'"):
         decode_image(str(tmp_path / "missing.png"), SIZE)
 
 
@@ -104,7 +104,7 @@ def test_an_undecodable_image_mid_epoch_fails_with_the_records_key(ray_session, 
         f.write(b"\x89PNG truncated")
     batches = iter(streamed)
     next(batches), next(batches)
-    with pytest.raises(UserError, match=rf"^epoch 1: record {re.escape(str(source.keys[victim]))}: cannot read or decode"):
+    with pytest.raises(UserError, match=rf"^epoch 1: cannot decode the image of record '{re.escape(str(source.keys[victim]))}'"):
         next(batches)
 
 

@@ -67,16 +67,16 @@ def plan_stream(task, workers: int) -> tuple[StreamPlan, Any] | None:
     split = task.streamed(task.job) if task.streamed is not None else None
     if split is None or split.source.paths is None:
         if setting is True:
-            dataset = task.job.data.dataset if hasattr(task.job, "data") else "this job's data"
+            what = split.source.name if split is not None else f"a {task.kind} job's data"
             raise UserError(f"runtime.stream=true needs file-backed training data (imagefolder:PATH) read with "
-                            f"augment.backend=batched by a {task.kind} job; {dataset} cannot be streamed "
+                            f"augment.backend=batched by a pretrain or forget job; {what} cannot be streamed "
                             f"(set runtime.stream=auto or false)")
         return None
     job = task.job
     if split.drop_last:  # the same check as the in-memory sharded loader, before anything starts
         check_shard_size(len(split.ids) // workers, len(split.ids), split.batch_size, workers)
     plan = StreamPlan(np.asarray(split.ids, dtype=np.int64), split.drop_last, task.epochs, workers,
-                      job.runtime.seed, int(job.data.image_size))
+                      job.runtime.seed, int(split.source.images.shape[-1]))
     return plan, split.source
 
 

@@ -34,11 +34,15 @@ def decode_image(data: bytes | str, image_size: int, *, key: str | None = None) 
     """``data`` (encoded bytes, or where to read them) as uint8 (image_size, image_size, 3), RGB."""
     from PIL import Image, UnidentifiedImageError
 
-    what = key if key is not None else (data if isinstance(data, str) else "<bytes>")
+    location = data if isinstance(data, str) else None
+    name = f"record {key or location or '<bytes>'!r}" + (f" ({location})" if key and location else "")
     try:
         raw = read_bytes(data) if isinstance(data, str) else data
+    except OSError as exc:
+        raise UserError(f"cannot read the image of {name}: {exc}") from None
+    try:
         with Image.open(io.BytesIO(raw)) as image:
-            array = np.asarray(image.convert("RGB").resize((image_size, image_size)), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise UserError(f"record {what}: cannot read or decode the image ({type(exc).__name__}: {exc})") from None
+            array = np.array(image.convert("RGB").resize((image_size, image_size)), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as exc:
+        raise UserError(f"cannot decode the image of {name}: {exc}") from None
     return array
