@@ -78,6 +78,10 @@ def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tu
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     started = connect_ray(address)
     try:
+        if stream and task.job.runtime.stream == "auto" and not _reader_fits(options, joined=address is not None):
+            log("note: not streaming the data (runtime.stream=auto): the local cluster has no CPU left for Ray "
+                "Data's reader beside the workers; lower --cpus-per-worker to stream")
+            stream = None
         _check_resources(options, joined=address is not None, streaming=stream is not None)
         claim_run(plan, task.job, out, {"workers": options.workers, "use_gpu": options.use_gpu,
                                         **({"identity": task.identity} if task.identity else {})})
@@ -174,6 +178,13 @@ def _check_device(job, options: RayOptions) -> None:
         raise UserError("runtime.device=cuda on Ray Train needs --gpu (one GPU per worker)")
     if device == "cpu" and options.use_gpu:
         raise UserError("--gpu contradicts runtime.device=cpu; drop one of them")
+
+
+def _reader_fits(options: RayOptions, *, joined: bool) -> bool:
+    """One CPU beside the workers for Ray Data's decode tasks (a joined cluster may still grow: assume yes)."""
+    import ray
+
+    return joined or ray.cluster_resources().get("CPU", 0) >= options.workers * options.cpus_per_worker + 1
 
 
 def _check_resources(options: RayOptions, *, joined: bool, streaming: bool = False) -> None:
