@@ -179,7 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.run.options import RayOptions
 
     t0 = time.perf_counter()
-    connect_ray(None)  # one local instance for every run (each run would otherwise start its own)
+    for attempt in range(3):  # one local instance for every run; on a loaded machine the raylet may miss Ray's 30 s
+        try:
+            connect_ray(None)
+            break
+        except Exception as exc:  # noqa: BLE001  Ray raises a bare Exception for a start-up timeout
+            print(f"ray.init failed ({exc}); retrying", file=sys.stderr, flush=True)
+            import ray
+
+            ray.shutdown()
+            if attempt == 2:
+                raise
     print(f"ray.init {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="unlearn-streaming-") as tmp:
