@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainables.errors import UserError
 
@@ -101,6 +101,16 @@ class RuntimeConfig(StrictModel):
         "auto", description="Ray Train workers stream file-backed training data through Ray Data instead of each "
                             "holding it in memory; auto: when the data set is file-backed (imagefolder) and the "
                             "batched augmentation backend is used (docs/distributed.md)")
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_choice(cls, value):
+        if value in (True, False, "auto"):
+            return value
+        choice = {"true": True, "false": False, "auto": "auto"}.get(str(value).strip().lower())
+        if choice is None:
+            raise ValueError("must be auto, true or false")
+        return choice
 
 
 Method = Literal["moco", "simclr", "byol", "supervised"]
