@@ -1,7 +1,9 @@
 """In memory vs streamed through Ray Data, on a synthetic image folder, with 2 Ray Train workers (one run).
 
 Writes ``--images`` small PNGs (10 classes of noisy colour patterns) into a temporary ``imagefolder:``, then per
-size and per mode (``runtime.stream=false`` / ``true``): ``pretrain`` (SimCLR, small CNN) and, unless
+size and per mode (``runtime.stream=false``: every worker reads its batches from the source itself, which for an
+image folder is the lazy reader when that is in place, else the whole folder decoded in memory; ``true``: Ray Data
+decodes and streams them): ``pretrain`` (SimCLR, small CNN) and, unless
 ``--no-memgp``, ``forget --method memgp`` from the in-memory checkpoint. Per run:
 
 - peak RSS per Ray Train worker (max and min over the 2 workers; sampled every 0.2 s with psutil, which Ray
@@ -133,7 +135,7 @@ def bench_size(tmp: Path, count: int, args, options) -> list[dict]:
         out = tmp / f"pretrain-{count}-{stream}"
         row = measure(lambda job=job, out=out: (run_pretrain(job, out, workers=2, ray_options=options)[0],
                                                 "images_per_s"))
-        rows.append({"job": "pretrain", "images": count, "mode": "streamed" if stream else "in memory", **row})
+        rows.append({"job": "pretrain", "images": count, "mode": f"stream={str(stream).lower()}", **row})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         parent = parent or out
     if args.memgp:
@@ -145,7 +147,7 @@ def bench_size(tmp: Path, count: int, args, options) -> list[dict]:
             out = tmp / f"memgp-{count}-{stream}"
             row = measure(lambda job=job, out=out: (run_forget(job, parent, out, workers=2, ray_options=options)[0],
                                                     "samples_per_s"))
-            rows.append({"job": "memgp", "images": count, "mode": "streamed" if stream else "in memory", **row})
+            rows.append({"job": "memgp", "images": count, "mode": f"stream={str(stream).lower()}", **row})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 

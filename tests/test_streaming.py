@@ -121,6 +121,9 @@ def test_stream_setting_auto_streams_only_file_backed_data_and_true_refuses_in_m
     assert plan_stream(pretrain_train_task(tiny_job()), workers=2) is None  # digits: in memory
     with pytest.raises(UserError, match="runtime.stream=true needs file-backed training data"):
         plan_stream(pretrain_train_task(tiny_job(runtime={"stream": True})), workers=2)
+    assert tiny_job(runtime={"stream": "TRUE"}).runtime.stream is True
+    with pytest.raises(ValueError, match="must be auto, true or false"):
+        tiny_job(runtime={"stream": "maybe"})
 
 
 def test_a_shard_smaller_than_one_batch_is_refused_before_the_run_starts(folder):
