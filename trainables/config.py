@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainables.errors import UserError
 
@@ -111,6 +111,20 @@ class RuntimeConfig(StrictModel):
     channels_last: bool = Field(False, description="channels-last memory format (faster convolutions on GPUs)")
     progress: bool = Field(True, description="the progress display: a live bar on a terminal, at most 20 lines "
                                              "per run in logs; false: none (the history is still in meta.json)")
+    stream: bool | Literal["auto"] = Field(
+        "auto", description="Ray Train workers stream file-backed training data through Ray Data instead of each "
+                            "holding it in memory; auto: when the data set is file-backed (imagefolder) and the "
+                            "batched augmentation backend is used (docs/distributed.md)")
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_choice(cls, value):
+        if value in (True, False, "auto"):
+            return value
+        choice = {"true": True, "false": False, "auto": "auto"}.get(str(value).strip().lower())
+        if choice is None:
+            raise ValueError("must be auto, true or false")
+        return choice
 
 
 Method = Literal["moco", "simclr", "byol", "supervised"]

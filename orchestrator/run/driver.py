@@ -24,6 +24,7 @@ from orchestrator.outputs import check_out_dir
 from orchestrator.run.names import USER_ERROR, RunPlan, claim_run, mark_finished, plan_run
 from orchestrator.run.options import RayOptions
 from orchestrator.run.storage import open_storage
+from orchestrator.run.streaming import build_datasets, data_config, plan_stream
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.errors import UserError
 from trainables.jobs.pretrain import pretrain_train_task
@@ -73,15 +74,21 @@ def run_distributed(task: TrainTask, out: str | Path, options: RayOptions) -> tu
     if plan.finished:  # trained before, but the export was deleted or failed: export again, no workers needed
         log(f"run {plan.display()} already finished; exporting its final checkpoint")
         return _export(_finished_checkpoint(plan), out, plan, options, t0)
+    stream = plan_stream(task, options.workers)  # before anything is written: a bad runtime.stream is an error
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     started = connect_ray(address)
     try:
-        _check_resources(options, joined=address is not None)
+        if stream and task.job.runtime.stream == "auto" and not _reader_fits(options, joined=address is not None):
+            log("note: not streaming the data (runtime.stream=auto): the local cluster has no CPU left for Ray "
+                "Data's reader beside the workers; lower --cpus-per-worker to stream")
+            stream = None
+        _check_resources(options, joined=address is not None, streaming=stream is not None)
         claim_run(plan, task.job, out, {"workers": options.workers, "use_gpu": options.use_gpu,
                                         **({"identity": task.identity} if task.identity else {})})
         log(f"Ray Train run {plan.display()} ({'resuming' if plan.resuming else 'new'}, {options.workers} "
-            f"worker(s){', GPU' if options.use_gpu else ''}); relaunch the same command to resume it")
-        result = _fit(build_trainer(task, plan, options), plan)
+            f"worker(s){', GPU' if options.use_gpu else ''}{', data streamed by Ray Data' if stream else ''}); "
+            f"relaunch the same command to resume it")
+        result = _fit(build_trainer(task, plan, options, stream), plan)
         if result.checkpoint is None:
             raise UserError(f"run {plan.display()} ended without a checkpoint")
         return _export(result.checkpoint, out, plan, options, t0)
@@ -127,7 +134,8 @@ def console_settings() -> dict[str, str]:
     return console.snapshot()
 
 
-def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
+def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions, stream=None):
+    """The trainer; ``stream`` (from :func:`plan_stream`) makes Ray Data the reader of the training data."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -137,7 +145,8 @@ def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
     resources = {"CPU": options.cpus_per_worker, **({"GPU": 1} if options.use_gpu else {})}
     run = WorkerRun(plan.storage, plan.name, options.checkpoint_every, os.getcwd(),
                     threads=max(1, int(options.cpus_per_worker)), inject_fault=options.inject_fault,
-                    console=console_settings())
+                    console=console_settings(), stream=stream[0] if stream else None)
+    data = {"datasets": build_datasets(*stream), "dataset_config": data_config()} if stream else {}
     return TorchTrainer(
         train_fn,  # a light entry: Ray's controller need not import torch / the task (orchestrator/run/worker_entry.py)
         train_loop_config=pack({"task": task, "run": run}),
@@ -147,6 +156,7 @@ def build_trainer(task: TrainTask, plan: RunPlan, options: RayOptions):
                              failure_config=FailureConfig(max_failures=options.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=options.keep_checkpoints),
                              logging_config=LoggingConfig(log_level="WARNING")),  # no per-report INFO lines
+        **data,
     )
 
 
@@ -170,15 +180,24 @@ def _check_device(job, options: RayOptions) -> None:
         raise UserError("--gpu contradicts runtime.device=cpu; drop one of them")
 
 
-def _check_resources(options: RayOptions, *, joined: bool) -> None:
+def _reader_fits(options: RayOptions, *, joined: bool) -> bool:
+    """One CPU beside the workers for Ray Data's decode tasks (a joined cluster may still grow: assume yes)."""
+    import ray
+
+    return joined or ray.cluster_resources().get("CPU", 0) >= options.workers * options.cpus_per_worker + 1
+
+
+def _check_resources(options: RayOptions, *, joined: bool, streaming: bool = False) -> None:
     import ray
 
     total = ray.cluster_resources()
-    need = {"CPU": options.workers * options.cpus_per_worker, "GPU": options.workers if options.use_gpu else 0}
+    # a streaming run's Ray Data decode tasks take one CPU each, outside the workers' reservation
+    need = {"CPU": options.workers * options.cpus_per_worker + (1 if streaming else 0),
+            "GPU": options.workers if options.use_gpu else 0}
     short = [f"{need[k]:g} {k}s (the cluster has {total.get(k, 0):g})" for k in need if need[k] > total.get(k, 0)]
     if not short:
         return
-    message = f"{options.workers} worker(s) need {' and '.join(short)}"
+    message = f"{options.workers} worker(s){' and a Ray Data reader' if streaming else ''} need {' and '.join(short)}"
     if joined:  # a remote, possibly autoscaling cluster may still add nodes
         log(f"warning: {message}; waiting for the cluster to grow")
         return

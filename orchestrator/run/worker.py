@@ -31,6 +31,7 @@ from orchestrator.fenced.ray_internals import CHECKPOINT_MANAGER_SNAPSHOT
 from orchestrator.run.names import USER_ERROR
 from orchestrator.run.options import FaultInjection
 from orchestrator.run.storage import Storage
+from orchestrator.run.streaming import StreamedLoader, StreamPlan
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.data.distributed import shard_loader
 from trainables.errors import UserError
@@ -53,6 +54,7 @@ class WorkerRun:
     threads: int = 1                       # torch threads unless runtime.num_threads says otherwise
     inject_fault: FaultInjection | None = None
     console: dict[str, str] = field(default_factory=dict)  # the driver's -q / -v / progress settings
+    stream: StreamPlan | None = None       # the training data comes from Ray Data (orchestrator/run/streaming.py)
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -105,9 +107,15 @@ def _train(task: TrainTask, run: WorkerRun, started_at: float) -> dict[str, Any]
         return ray.train.torch.prepare_model(model, move_to_device=False,
                                              parallel_strategy_kwargs=task.ddp_kwargs or None)
 
+    def prepare_loader(loader):
+        sharded = shard_loader(loader, rank=rank, world_size=world_size, seed=job.runtime.seed)
+        if run.stream is not None and run.stream.serves(loader):
+            return StreamedLoader(sharded, run.stream, rank)
+        return sharded
+
     ctx = LoopContext(
         device=ray.train.torch.get_device(), rank=rank, world_size=world_size, prepare_model=prepare_model,
-        prepare_loader=lambda loader: shard_loader(loader, rank=rank, world_size=world_size, seed=job.runtime.seed),
+        prepare_loader=prepare_loader,
         on_epoch_end=reporter, resume=resume, progress=job.runtime.progress, log=_log,
     )
     if rank == 0 and resume:

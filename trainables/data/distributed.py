@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from trainables.errors import UserError
@@ -28,12 +29,28 @@ def shard_loader(loader: DataLoader, *, rank: int, world_size: int, seed: int) -
     sampler = DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
                                  drop_last=loader.drop_last)
     batch_size = loader.batch_size
-    if loader.drop_last and len(sampler) < batch_size:
-        raise UserError(
-            f"each of the {world_size} workers gets {len(sampler)} of {len(loader.dataset)} training samples, fewer "
-            f"than one batch of {batch_size} (the batch size is per worker); lower the batch size to at most "
-            f"{len(sampler)} or use fewer workers")
+    if loader.drop_last:
+        check_shard_size(len(sampler), len(loader.dataset), batch_size, world_size)
     return DataLoader(loader.dataset, batch_size=batch_size, sampler=sampler, num_workers=loader.num_workers,
                       collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
                       timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
                       persistent_workers=loader.persistent_workers)
+
+
+def check_shard_size(per_rank: int, total: int, batch_size: int, world_size: int) -> None:
+    """A rank's share must hold one full batch (with ``drop_last``), else a :class:`UserError` saying what fits."""
+    if per_rank < batch_size:
+        raise UserError(
+            f"each of the {world_size} workers gets {per_rank} of {total} training samples, fewer "
+            f"than one batch of {batch_size} (the batch size is per worker); lower the batch size to at most "
+            f"{per_rank} or use fewer workers")
+
+
+def shard_positions(n: int, *, rank: int, world_size: int, seed: int, epoch: int, shuffle: bool = True,
+                    drop_last: bool = True) -> np.ndarray:
+    """The positions (into a dataset of ``n`` samples) that :func:`shard_loader`'s sampler gives ``rank`` in
+    ``epoch``, in order: what a streaming reader must deliver for the same batches as the in-memory loader."""
+    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last)
+    sampler.set_epoch(epoch)
+    return np.fromiter(sampler, dtype=np.int64, count=len(sampler))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from trainables.data import Splits
 from trainables.data.sources import ImageSource
 from trainables.jobs.common import load_data, new_model
-from trainables.jobs.task import Setup, TrainTask
+from trainables.jobs.task import Setup, StreamedSplit, TrainTask
 from trainables.loops.context import LoopContext
 from trainables.loops.pretrain import pretrain
 from trainables.models import UnlearnableModel
@@ -43,5 +43,13 @@ def _pretrain_train(job, ctx: LoopContext, setup: Setup):
     return model, history
 
 
+def _pretrain_streamed(job) -> StreamedSplit | None:
+    if job.augment.backend != "batched":  # per-image transforms run inside the in-memory loader
+        return None
+    source, splits = load_data(job.data)
+    members = splits["member"]  # what the loader of trainables/loops/pretrain.py reads, and its batch size
+    return StreamedSplit(source, members, drop_last=True, batch_size=min(job.optim.batch_size, len(members)))
+
+
 def pretrain_train_task(job) -> TrainTask:
-    return TrainTask("pretrain", job, job.optim.epochs, _pretrain_setup, _pretrain_train)
+    return TrainTask("pretrain", job, job.optim.epochs, _pretrain_setup, _pretrain_train, streamed=_pretrain_streamed)

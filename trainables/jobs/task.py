@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from trainables.data import Splits
@@ -37,6 +38,17 @@ class Setup:
 
 
 @dataclass(frozen=True)
+class StreamedSplit:
+    """The records a job's training loader reads, for a reader that streams them instead (Ray Data on
+    ``--workers N``): the loader's sample ids in its dataset's order and its sampler's ``drop_last``."""
+
+    source: ImageSource           # file-backed (``source.paths`` set) for streaming to apply
+    ids: np.ndarray               # (n,) int64
+    drop_last: bool
+    batch_size: int               # the loader's per-worker batch size
+
+
+@dataclass(frozen=True)
 class TrainTask:
     kind: str                     # "pretrain" | "forget" | "retrain": meta["kind"] and the default run-name prefix
     job: Any                      # the validated job config (pydantic); must have ``runtime`` (seed, threads)
@@ -48,6 +60,9 @@ class TrainTask:
     identity: dict[str, Any] = field(default_factory=dict)
     # meta(job, setup, history) -> the checkpoint's meta.json facts; default trainables.jobs.common.checkpoint_meta
     meta: Callable[[Any, Setup, list[dict[str, Any]]], dict[str, Any]] | None = None
+    # streamed(job) -> the training loader's records (None: its batches are not plain uint8 images); None: the
+    # job never streams
+    streamed: Callable[[Any], StreamedSplit | None] | None = None
 
     def checkpoint_meta(self, setup: Setup, history: list[dict[str, Any]]) -> dict[str, Any]:
         if self.meta is not None:

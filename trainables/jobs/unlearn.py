@@ -29,7 +29,7 @@ from trainables.config import PretrainJob
 from trainables.data.sources import ImageSource
 from trainables.errors import UserError
 from trainables.jobs.common import checkpoint_meta, load_data
-from trainables.jobs.task import Setup, TrainTask
+from trainables.jobs.task import Setup, StreamedSplit, TrainTask
 from trainables.loops.context import LoopContext
 from trainables.unlearning.api import check_compatible, run_method
 from trainables.unlearning.config import UnlearnJob
@@ -129,7 +129,18 @@ def forget_train_task(run: UnlearnRun) -> TrainTask:
         return TrainTask("retrain", run.job, retrain_epochs(run), partial(retrain_setup, base=setup), retrain_train,
                          meta=unlearned_task_meta, identity=identity)
     return TrainTask("forget", run.job, run.job.epochs, setup, forget_train, meta=unlearned_task_meta,
-                     identity=identity)
+                     identity=identity, streamed=partial(_forget_streamed, run))
+
+
+def _forget_streamed(run: UnlearnRun, job: UnlearnJob) -> StreamedSplit | None:
+    """The records of the step loop's one loader (``trainables/unlearning/loop.py``: the method's primary split,
+    no ``drop_last``); the other splits a method draws from are read per draw on the worker."""
+    from trainables.unlearning.registry import STEP_METHODS
+
+    if run.pretrain_job.augment.backend != "batched":
+        return None
+    ids = run.plan.split_ids(run.checkpoint.splits)[STEP_METHODS[job.method].primary]
+    return StreamedSplit(run.source, ids, drop_last=False, batch_size=job.batch_size)
 
 
 def _worker_setup(job: UnlearnJob, *, checkpoint_dir: str, forget_ids: list[int]) -> Setup:
