@@ -47,6 +47,33 @@ def test_uv_runtime_env_switch_is_still_a_ray_constant():
     assert fence.UV_RUNTIME_ENV in inspect.getsource(constants)
 
 
+def test_train_function_errors_are_still_logged_where_the_fence_filters_them():
+    util = importlib.import_module(fence.TRAIN_FN_ERROR_LOGGER)
+    source = inspect.getsource(util)
+    assert "Error in training function" in source and "logging.getLogger(__name__)" in source, (
+        UPGRADE + f"{fence.TRAIN_FN_ERROR_LOGGER} no longer logs the training function's exceptions")
+    import logging
+
+    from trainables.errors import UserError
+
+    fence.quiet_user_error_tracebacks()
+    fence.quiet_user_error_tracebacks()  # idempotent: one filter
+    logger = logging.getLogger(fence.TRAIN_FN_ERROR_LOGGER)
+    assert len([f for f in logger.filters if f is fence._not_a_user_error]) == 1
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:  # noqa: BLE001
+            import traceback
+
+            return logger.makeRecord(logger.name, logging.ERROR, __file__, 0,
+                                     f"Error in training function:\n{traceback.format_exc()}", (), None)
+
+    assert not logger.filter(record(UserError("bad image")))  # the driver prints it once, as `error:`
+    assert logger.filter(record(ValueError("a bug")))  # kept, with its traceback
+
+
 def test_nothing_outside_the_fence_touches_these_private_names():
     from pathlib import Path
 
@@ -60,6 +87,6 @@ def test_nothing_outside_the_fence_touches_these_private_names():
 
 
 @pytest.mark.parametrize("name", ["optuna_trial", "optuna_trial_completed", "classic_tune_output",
-                                  "workers_use_this_interpreter"])
+                                  "workers_use_this_interpreter", "quiet_user_error_tracebacks"])
 def test_fence_functions_are_documented(name):
     assert name in fence.__doc__

@@ -11,10 +11,15 @@ tests/test_fenced.py, which names the Ray source it reads).
   classic reporter, which honours a ``progress_reporter``.
 - :func:`workers_use_this_interpreter`: ``RAY_ENABLE_UV_RUN_RUNTIME_ENV=0`` (``ray._private.ray_constants``) stops
   Ray from re-running the driver's ``uv run`` command line for its workers: they run this interpreter.
+- :func:`quiet_user_error_tracebacks`: Ray Train V2 logs every exception of a training function, with its traceback,
+  on the logger ``ray.train.v2._internal.util`` ("Error in training function:"), once per attempt. A bad input is
+  reported once, by the driver, as one ``error:`` line: in a worker, records of that logger naming a
+  :class:`~trainables.errors.UserError` are dropped (other errors keep their tracebacks).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +28,7 @@ from typing import Any
 CHECKPOINT_MANAGER_SNAPSHOT = "checkpoint_manager_snapshot.json"
 NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 UV_RUNTIME_ENV = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"
+TRAIN_FN_ERROR_LOGGER = "ray.train.v2._internal.util"
 
 
 def optuna_trial(searcher, trial_id: str) -> Any | None:
@@ -52,3 +58,15 @@ def classic_tune_output() -> Iterator[None]:
 def workers_use_this_interpreter() -> None:
     """Call before ``ray.init``: workers run this interpreter (not a ``uv run`` re-launch of the driver)."""
     os.environ.setdefault(UV_RUNTIME_ENV, "0")
+
+
+def _not_a_user_error(record: logging.LogRecord) -> bool:
+    return "trainables.errors.UserError" not in record.getMessage()
+
+
+def quiet_user_error_tracebacks() -> None:
+    """Call in a Ray Train worker: Ray no longer logs the traceback of a ``UserError`` the training function raises
+    (the driver prints its one-line message); any other exception is still logged in full."""
+    logger = logging.getLogger(TRAIN_FN_ERROR_LOGGER)
+    if _not_a_user_error not in logger.filters:
+        logger.addFilter(_not_a_user_error)

@@ -22,6 +22,7 @@ CLI prints as one ``error:`` line.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainables import console
 from trainables.data.distributed import check_shard_size, shard_positions
 from trainables.errors import UserError
 
@@ -88,6 +90,8 @@ def build_datasets(plan: StreamPlan, source) -> dict[str, Any]:
     context = ray.data.DataContext.get_current()  # Ray Train hands this context to the workers
     context.enable_progress_bars = False          # the loop has its own progress display
     context.print_on_execution_start = False
+    if not console.is_verbose():  # "Progress bars disabled ..." and per-dataset notices: Ray Data's INFO lines
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     paths = np.asarray(source.paths, dtype=object)[plan.ids]
     table = ray.put({"paths": paths, "labels": source.labels[plan.ids].astype(np.int64),
                      "keys": np.asarray(source.keys, dtype=object)[plan.ids], "ids": plan.ids})

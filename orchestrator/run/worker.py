@@ -27,11 +27,12 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from orchestrator.fenced.ray_internals import CHECKPOINT_MANAGER_SNAPSHOT
+from orchestrator.fenced.ray_internals import CHECKPOINT_MANAGER_SNAPSHOT, quiet_user_error_tracebacks
 from orchestrator.run.names import USER_ERROR
 from orchestrator.run.options import FaultInjection
 from orchestrator.run.storage import Storage
 from orchestrator.run.streaming import StreamedLoader, StreamPlan
+from trainables import console
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.data.distributed import shard_loader
 from trainables.errors import UserError
@@ -79,6 +80,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     os.environ.update(run.console)  # workers of a joined cluster do not inherit the driver's environment
     # Ray Train logs every report at INFO through a root-level logger: keep the console to our per-epoch lines.
     logging.getLogger().setLevel(logging.WARNING)
+    if not console.is_verbose():  # Ray Data logs every epoch's dataset ("execution finished") on its own logger
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    quiet_user_error_tracebacks()  # a bad input is one `error:` line from the driver, not a traceback per attempt
     previous_error = run.storage.read_text(run.storage.join(run.run_name, USER_ERROR))
     if previous_error:  # deterministic (bad input, NaN): don't spend the restarts on it
         raise UserError(previous_error)
