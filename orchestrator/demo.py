@@ -134,13 +134,13 @@ class Demo:
             quick = [a for o in QUICK_PRETRAIN for a in ("--set", o)] if s.quick else []
             self.cli(["pretrain", "--preset", "demo", "--method", s.method, *quick, *ONE_THREAD, *s.seed_overrides,
                       "--out", str(pre), "--results", self.results, "--experiment", "main"])
-        self.step(3, "retraining without the forget set in the background (a Ray task; the reference model)")
+        self.step(3, f"retraining without the forget set in the background (a Ray task; the reference model; log: "
+                     f"{self.out / 'retrain.log'})")
         retrained = self.out / "retrained"
         if not self.done(retrained, "meta.json"):
             self.retrain_ref = start_retrain(["retrain", "--checkpoint", str(pre), "--out", str(retrained),
                                               "--results", self.results, "--experiment", "main", *ONE_THREAD,
                                               "--set", "runtime.progress=false"], self.out / "retrain.log")
-            self.log(f"    log: {self.out / 'retrain.log'}")
         self.step(4, "auditing the original model: membership inference on its forget set")
         audit = self.out / "eval-original"
         if not self.done(audit, "report.txt"):
@@ -235,16 +235,15 @@ class Demo:
         argv = ["tune", "--checkpoint", str(pretrained), "--space", "memgp", "--samples", "2" if quick else "6",
                 "--set", f"epochs={1 if quick else 5}", "--set", "runtime.num_threads=1",
                 "--attack", f"n_views={4 if quick else 6}", "--results", self.results, "--out", str(out)]
-        code = self.cli(argv + (["--resume"] if (out / "search.json").is_file() else []), ok=(0, 1))
-        if code == 0:
-            self.log(f"    use it with `unlearn schedule run --config {out / 'best.yaml'}`")
+        self.cli(argv + (["--resume"] if (out / "search.json").is_file() else []), ok=(0, 1))
 
     def wait_retrain(self) -> None:
         if self.retrain_ref is None:
             return
         import ray
 
-        self.log("    waiting for the background retraining ...", flush=True)
+        if not ray.wait([self.retrain_ref], timeout=0)[0]:  # say so only when it is still running
+            self.log("    waiting for the background retraining ...", flush=True)
         code = ray.get(self.retrain_ref)
         self.retrain_ref = None
         if code != 0:
