@@ -1,8 +1,10 @@
 """`unlearn import` with a torchvision ResNet-18, a lightly SimCLR on a torchvision backbone and a factory model:
-each becomes a checkpoint that reproduces the user's own network, and forget (memgp, 1 epoch), evaluate and
-`models register` take it unchanged."""
+each becomes a checkpoint that reproduces the user's own network, and forget (memgp, 1 epoch), evaluate,
+`models register`, a deletion request by key and a real `schedule run` take it unchanged."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from tests.import_helpers import tiny_classifier
 from trainables.checkpoint import load_checkpoint, verify_checkpoint
 from trainables.data.augment import normalize
 from trainables.data.sources import load_source
+from trainables.data.splits import Splits
 from trainables.models.adapters import user_state
 
 FAST_FORGET = ["--method", "memgp", "--epochs", "1", "--set", "runtime.progress=false", "--set", "monitor=false"]
@@ -59,6 +62,20 @@ def _downstream(tmp_path, capsys, *, evaluate: bool = True) -> None:
         assert "original model: " in capsys.readouterr().out  # the imported checkpoint, found as the parent
     assert main(["models", "register", str(ck), "--ledger", str(tmp_path / "l.sqlite")]) == 0
     assert "model version 1" in capsys.readouterr().out
+    # the ledger: a deletion request by key, then a real scheduled run (unlearn in-process, verify, judge)
+    ledger = str(tmp_path / "l.sqlite")
+    named = [photos_keys(ck)[i] for i in (2, 12)]
+    assert main(["requests", "add", "--subject", "alice", "--keys", ",".join(named), "--ledger", ledger]) == 0
+    assert main(["schedule", "run", "--ledger", ledger, "--min-batch", "1", "--set", "epochs=1",
+                 "--set", "runtime.progress=false", "--attack-set", "n_views=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "batch 1: unlearning 2 ids from version 1" in printed and "verdict " in printed
+    assert "no-signal" in printed or "verified" in printed  # 12 random images: no membership signal, or none left
+
+
+def photos_keys(ck) -> dict[int, str]:
+    """Record keys of the imported checkpoint's samples, by sample id."""
+    return Splits.load(Path(ck) / "splits.parquet").keys
 
 
 def _check_manifest(ck) -> None:
@@ -121,7 +138,7 @@ def test_lightly_simclr_with_a_torchvision_backbone(tmp_path, photos, capsys):
     with torch.no_grad():  # backbone.0.* (the Sequential layout) was read into the named children
         torch.testing.assert_close(ck.model(x, task="head"), user(x), rtol=0, atol=1e-5)
         torch.testing.assert_close(ck.model(x), user.backbone(x).flatten(1), rtol=0, atol=1e-5)
-    _downstream(tmp_path, capsys, evaluate=False)
+    _downstream(tmp_path, capsys)
 
 
 def test_factory_classifier_and_encoder(tmp_path, photos, capsys):
@@ -145,15 +162,6 @@ def test_factory_classifier_and_encoder(tmp_path, photos, capsys):
         "factory:tests.import_helpers:tiny_classifier"
     assert retrained.model.state_dict().keys() == ck.model.state_dict().keys()
     capsys.readouterr()
-    # the ledger: a deletion request by key, then a real scheduled run (unlearn in-process, verify, judge)
-    ledger = str(tmp_path / "l.sqlite")  # registered by _downstream
-    named = [photos[1].keys[i] for i in (2, 12)]
-    assert main(["requests", "add", "--subject", "alice", "--keys", ",".join(named), "--ledger", ledger]) == 0
-    assert main(["schedule", "run", "--ledger", ledger, "--min-batch", "1", "--set", "epochs=1",
-                 "--set", "runtime.progress=false"]) == 0
-    printed = capsys.readouterr().out
-    assert "batch 1: unlearning 2 ids from version 1" in printed and "verdict " in printed
-    assert "no-signal" in printed or "verified" in printed  # 12 random images: no membership signal, or none left
 
     from tests.import_helpers import tiny_encoder
 
