@@ -49,6 +49,24 @@ def make_base_checkpoint(out: str | Path, *, num_members: int = 60) -> Path:
     return save_checkpoint(out, model, spec=spec, meta=meta, splits=splits)
 
 
+FAKE_SETTINGS = ("FAKE_ATTACK", "FAKE_PARENT_ATTACK", "FAKE_NAN", "FAKE_ACCURACY_DROP", "FAKE_VERIFY_ERROR",
+                 "FAKE_UNLEARN_ERROR")
+
+
+def registered_ledger(tmp_path: Path, base_ckpt: Path, monkeypatch):
+    """A fresh ledger ($UNLEARN_LEDGER) with ``base_ckpt`` registered as version 1 and the fake executor at its
+    defaults: (ledger path, the base's split manifest)."""
+    from orchestrator.cli import main
+    from trainables.data.splits import Splits
+
+    path = tmp_path / "ledger" / "ledger.sqlite"
+    monkeypatch.setenv("UNLEARN_LEDGER", str(path))
+    for var in FAKE_SETTINGS:
+        monkeypatch.delenv(var, raising=False)
+    assert main(["models", "register", str(base_ckpt)]) == 0
+    return path, Splits.load(base_ckpt / "splits.parquet")
+
+
 class FakeExecutor:
     """Implements the scheduler's executor interface without any learning."""
 

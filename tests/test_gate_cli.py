@@ -11,8 +11,7 @@ from orchestrator.cli import main
 from orchestrator.ledger.db import Ledger
 from orchestrator.ledger.evidence import read_evidence
 from orchestrator.ledger.lease import Lease
-from tests.ledger_fakes import FakeExecutor, ledger_problems, make_base_checkpoint
-from trainables.data.splits import Splits
+from tests.ledger_fakes import FakeExecutor, ledger_problems, make_base_checkpoint, registered_ledger
 
 FAKE = ["--executor", "tests.ledger_fakes:FakeExecutor"]
 
@@ -24,12 +23,8 @@ def base_ckpt(tmp_path_factory):
 
 @pytest.fixture
 def setup(tmp_path, base_ckpt, monkeypatch):
-    path = tmp_path / "ledger" / "ledger.sqlite"
-    monkeypatch.setenv("UNLEARN_LEDGER", str(path))
-    for var in ("FAKE_ATTACK", "FAKE_PARENT_ATTACK", "FAKE_NAN", "FAKE_VERIFY_ERROR", "FAKE_ACCURACY_DROP"):
-        monkeypatch.delenv(var, raising=False)
-    assert main(["models", "register", str(base_ckpt)]) == 0
-    return path, [int(i) for i in Splits.load(base_ckpt / "splits.parquet")["member"]]
+    path, splits = registered_ledger(tmp_path, base_ckpt, monkeypatch)
+    return path, [int(i) for i in splits["member"]]
 
 
 def add(subject: str, ids) -> None:

@@ -9,8 +9,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.ledger.db import Ledger, utc_now
 from orchestrator.ledger.lease import Lease
-from tests.ledger_fakes import ledger_problems, make_base_checkpoint
-from trainables.data.splits import Splits
+from tests.ledger_fakes import ledger_problems, make_base_checkpoint, registered_ledger
 
 FAKE = ["--executor", "tests.ledger_fakes:FakeExecutor"]
 
@@ -23,11 +22,7 @@ def base_ckpt(tmp_path_factory):
 @pytest.fixture
 def setup(tmp_path, base_ckpt, monkeypatch):
     """A ledger with the base model registered; returns (ledger path, member ids, non-member ids)."""
-    path = tmp_path / "ledger" / "ledger.sqlite"
-    monkeypatch.setenv("UNLEARN_LEDGER", str(path))
-    monkeypatch.delenv("FAKE_ATTACK", raising=False)
-    assert main(["models", "register", str(base_ckpt)]) == 0
-    splits = Splits.load(base_ckpt / "splits.parquet")
+    path, splits = registered_ledger(tmp_path, base_ckpt, monkeypatch)
     return path, [int(i) for i in splits["member"]], [int(i) for i in splits["nonmember_eval"]]
 
 

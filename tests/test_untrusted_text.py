@@ -8,8 +8,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.ledger.db import Ledger
 from orchestrator.ledger.safe_text import MAX_ID_CHARS, printable
-from tests.ledger_fakes import make_base_checkpoint
-from trainables.data.splits import Splits
+from tests.ledger_fakes import make_base_checkpoint, registered_ledger
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +18,8 @@ def base_ckpt(tmp_path_factory):
 
 @pytest.fixture
 def ledger(tmp_path, base_ckpt, monkeypatch):
-    path = tmp_path / "ledger" / "ledger.sqlite"
-    monkeypatch.setenv("UNLEARN_LEDGER", str(path))
-    assert main(["models", "register", str(base_ckpt)]) == 0
-    return path, [int(i) for i in Splits.load(base_ckpt / "splits.parquet")["member"]]
+    path, splits = registered_ledger(tmp_path, base_ckpt, monkeypatch)
+    return path, [int(i) for i in splits["member"]]
 
 
 def test_printable_escapes_controls_and_keeps_plain_text():
