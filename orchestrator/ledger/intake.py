@@ -30,7 +30,8 @@ _SEPARATORS = re.compile(r"[,;\s]+")
 MAX_SAMPLE_ID = 2**63 - 1  # sample ids are int64 everywhere (manifests, numpy, the ledger)
 
 
-def _shown(ids, limit: int = 10) -> str:
+def shown_ids(ids, limit: int = 10) -> str:
+    """The first ``limit`` sample ids, sorted, for an error message (``1, 2 ... (12 in all)``)."""
     ids = sorted(ids)
     return ", ".join(map(str, ids[:limit])) + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")
 
@@ -179,7 +180,7 @@ def check_members(requests: list[NewRequest], members: np.ndarray) -> None:
     not_members = np.setdiff1d(asked, members)
     if len(not_members):
         raise UserError(f"{len(not_members)} sample id(s) not members of the current model's training set, so there "
-                        f"is nothing to unlearn: {_shown(not_members.tolist())}; nothing was added")
+                        f"is nothing to unlearn: {shown_ids(not_members.tolist())}; nothing was added")
 
 
 def reject_forgotten(c, requests: list[NewRequest]) -> None:
@@ -192,4 +193,4 @@ def reject_forgotten(c, requests: list[NewRequest]) -> None:
     already = {i for r in fresh for i in r.sample_ids} & set(json.loads(row[1]))
     if already:
         raise UserError(f"{len(already)} sample id(s) already forgotten by the current model (version {row[0]}): "
-                        f"{_shown(already)}; remove them from the request (nothing was added)")
+                        f"{shown_ids(already)}; remove them from the request (nothing was added)")

@@ -77,7 +77,7 @@ def intake_keys(ledger, row: dict[str, Any]) -> dict[int, str] | None:
 def resolve_request_keys(requests: list, keys: dict[int, str] | None) -> list:
     """Requests named by key get their sample ids; requests named by id get their keys (when the model has keys).
     UserError, nothing added, for keys that are not members, repeated, or that the model cannot resolve."""
-    from orchestrator.ledger.intake import _shown
+    from orchestrator.ledger.intake import shown_ids
 
     by_key = None if keys is None else {k: i for i, k in keys.items()}
     out = []
@@ -91,11 +91,11 @@ def resolve_request_keys(requests: list, keys: dict[int, str] | None) -> list:
                             "existed); name sample ids with --sample-ids; nothing was added")
         repeated = sorted({k for k in r.sample_keys if r.sample_keys.count(k) > 1})
         if repeated:
-            raise UserError(f"request of {r.subject_id}: repeated keys {_shown(repeated)}; nothing was added")
+            raise UserError(f"request of {r.subject_id}: repeated keys {shown_ids(repeated)}; nothing was added")
         unknown = [k for k in r.sample_keys if k not in by_key]
         if unknown:
             raise UserError(f"{len(unknown)} key(s) not members of the current model's training set, so there is "
-                            f"nothing to unlearn: {_shown(unknown)}; nothing was added")
+                            f"nothing to unlearn: {shown_ids(unknown)}; nothing was added")
         pairs = sorted((by_key[k], k) for k in r.sample_keys)
         out.append(replace(r, sample_ids=tuple(i for i, _ in pairs), sample_keys=tuple(k for _, k in pairs)))
     return out

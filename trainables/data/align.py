@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from trainables.data.keys import _shown
+from trainables.data.keys import shown_keys
 from trainables.data.lazy import LazyImages
 from trainables.data.sources import TRAIN, ImageSource
 from trainables.data.splits import Splits
@@ -43,12 +43,12 @@ def align_to_manifest(source: ImageSource, splits: Splits) -> ImageSource:
     missing = [k for k in wanted if k not in index]
     if missing:
         raise UserError(f"{len(missing)} record(s) of the checkpoint's split manifest are not in {source.name}: "
-                        f"{_shown(missing)}; restore them (records are matched by key)")
+                        f"{shown_keys(missing)}; restore them (records are matched by key)")
     found = np.array([index[k] for k in wanted], dtype=np.int64)
     relabelled = [str(wanted[j]) for j in np.flatnonzero(source.labels[found] != [splits.labels[int(i)] for i in ids])]
     if relabelled:
         raise UserError(f"{len(relabelled)} record(s) have another label in {source.name} than in the checkpoint's "
-                        f"split manifest: {_shown(relabelled)}")
+                        f"split manifest: {shown_keys(relabelled)}")
     order = np.full(max(len(source), int(ids[-1]) + 1), -1, dtype=np.int64)
     order[ids] = found
     rest = np.setdiff1d(np.arange(len(source)), found)  # records the manifest does not list, in their own order

@@ -34,7 +34,8 @@ def builtin_keys(pool: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _shown(values: Sequence[str], limit: int = 5) -> str:
+def shown_keys(values: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` keys, quoted, for an error message (``'a', 'b' ... (12 in all)``)."""
     head = ", ".join(repr(str(v)) for v in values[:limit])
     return head + (f" ... ({len(values)} in all)" if len(values) > limit else "")
 
@@ -44,13 +45,13 @@ def ids_for_keys(all_keys: Sequence[str], keys: Iterable[str], *, where: str = "
     keys = [str(k) for k in keys]
     repeated = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) != len(keys) else []
     if repeated:
-        raise UserError(f"repeated keys: {_shown(repeated)}")
+        raise UserError(f"repeated keys: {shown_keys(repeated)}")
     index = {str(k): i for i, k in enumerate(all_keys)}
     if len(index) != len(all_keys):
         raise UserError(f"{where} has duplicate record keys; every record needs its own key")
     unknown = [k for k in keys if k not in index]
     if unknown:
-        raise UserError(f"{len(unknown)} key(s) not in {where}: {_shown(unknown)}")
+        raise UserError(f"{len(unknown)} key(s) not in {where}: {shown_keys(unknown)}")
     return np.array([index[k] for k in keys], dtype=np.int64)
 
 

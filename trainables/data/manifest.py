@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from trainables.data.files import exists, is_uri, join, read_bytes
-from trainables.data.keys import POOL_NAMES, _shown
+from trainables.data.keys import POOL_NAMES, shown_keys
 from trainables.data.sources import TRAIN, ImageSource
 from trainables.errors import UserError
 
@@ -78,7 +78,7 @@ def _pools(table: pa.Table, location: str) -> np.ndarray:
     values = [str(v).strip().lower() for v in _column(table, "pool", location)]
     bad = sorted({v for v in values if v not in POOL_NAMES})
     if bad:
-        raise UserError(f"manifest {location}: column 'pool' holds {_shown(bad)}; use train or test")
+        raise UserError(f"manifest {location}: column 'pool' holds {shown_keys(bad)}; use train or test")
     return np.array([POOL_NAMES.index(v) for v in values], dtype=np.int8)
 
 
@@ -100,14 +100,14 @@ def load_manifest(location: str, image_size: int = 32) -> ImageSource:
         raise UserError(f"manifest {location}: {int((keys == '').sum())} row(s) have an empty key")
     unique, counts = np.unique(keys, return_counts=True)
     if (counts > 1).any():
-        raise UserError(f"manifest {location}: duplicate keys {_shown(unique[counts > 1].tolist())}; every record "
+        raise UserError(f"manifest {location}: duplicate keys {shown_keys(unique[counts > 1].tolist())}; every record "
                         f"needs its own key")
     labels, classes = _labels(table, location)
     pool = _pools(table, location)
     paths = [join(location, str(p)) for p in _column(table, "path", location)]
     absent = [k for k, p in zip(keys, paths, strict=True) if not exists(p)]
     if absent:
-        raise UserError(f"manifest {location}: {len(absent)} image file(s) not found, key(s) {_shown(absent)}")
+        raise UserError(f"manifest {location}: {len(absent)} image file(s) not found, key(s) {shown_keys(absent)}")
     order = np.argsort(pool, kind="stable")  # sample ids: the train pool first, then the test pool
     keys, paths = keys[order], [paths[i] for i in order]
     return ImageSource(f"manifest:{location}", LazyImages(paths, image_size, keys=keys), labels[order], pool[order],

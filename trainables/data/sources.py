@@ -49,7 +49,9 @@ class ImageSource:
         """(N,) str keys by sample id: stable across runs, and across adding or removing other records."""
         from trainables.data.keys import builtin_keys
 
-        return self.record_keys if self.record_keys is not None else builtin_keys(self.pool)
+        if self.record_keys is None:  # derived once: callers index it per sample
+            self.record_keys = builtin_keys(self.pool)
+        return self.record_keys
 
     @property
     def sample_ids(self) -> np.ndarray:

@@ -140,7 +140,8 @@ def import_splits(source: ImageSource, members: np.ndarray, *, ref_fraction: flo
     ids = {"retain": members.astype(np.int64), "forget": empty, "nonmember_ref": np.sort(perm[:n_ref]),
            "nonmember_eval": np.sort(perm[n_ref:]), "shadow_member": empty, "shadow_nonmember": empty}
     labels = {int(i): int(source.labels[i]) for s in ids.values() for i in s}
-    keys = {i: str(source.keys[i]) for i in labels}  # users name records by key from here on
+    all_keys = source.keys
+    keys = {i: str(all_keys[i]) for i in labels}  # users name records by key from here on
     return Splits(ids, labels, keys)
 
 
