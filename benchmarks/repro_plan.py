@@ -10,6 +10,8 @@ Cells of the paper's tables (arXiv 2405.07317), tagged in the results store's ``
 - ``forget_size`` (Table VI): 5, 10, 20, 30, 50% of the members forgotten (each with its own retrained model);
 - ``baselines``: finetune, NegGrad+, l1-sparse, alignment calibration on the same splits (retrain is every
   row's reference);
+- ``methods``: every registered method that applies to the model's kind, at its shipped defaults, on every seed
+  (the table that picks each kind's default: the gap of each method to the retrained model);
 - ``tuned``: the configuration ``unlearn tune`` found on the validation protocol (never ``nonmember_eval``) of the
   first seed's original model, applied to every seed, beside the defaults.
 
@@ -29,7 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-TABLES = ("main", "supervised", "ablation", "forget_size", "baselines", "tuned")
+TABLES = ("main", "supervised", "ablation", "forget_size", "baselines", "methods", "tuned")
 ENCODERS = ("moco", "simclr", "byol")
 FORGET_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
 BASELINES = ("finetune", "neggrad_plus", "l1_sparse", "alignment_calibration", "random_labels")
@@ -51,6 +53,15 @@ PRIMARY_ATTACK = {"supervised": "confidence"}
 DEFAULT_PRIMARY = "encodermi_vector"
 # Eq. 2 weights when a term is switched on (a: L_train, b: gradient penalty, c: L_Norm).
 TERM_WEIGHTS = {"a": 1.0, "b": 1.0, "c": 0.1}
+
+
+def table_methods(model: str) -> list[str]:
+    """The registered methods of the ``methods`` table for ``model`` (retrain is every row's reference)."""
+    from trainables.unlearning.registry import STEP_METHODS
+
+    kind = "classifier" if model == "supervised" else "encoder"
+    skip = ENCODER_ONLY if kind == "classifier" else CLASSIFIER_ONLY
+    return [n for n, m in STEP_METHODS.items() if m.supports(kind) and n not in skip]
 
 
 def digest(obj: Any, n: int = 16) -> str:
@@ -170,6 +181,13 @@ def build_plan(settings: Settings) -> list[Cell]:
                     if method in (ENCODER_ONLY if model == "supervised" else CLASSIFIER_ONLY):
                         continue
                     cells.append(Cell("baselines", model, seed, method, {"method": method}))
+    if "methods" in settings.tables:
+        models = list(settings.models) + (["supervised"] if "supervised" in settings.tables else [])
+        for seed in settings.seeds:
+            for model in models:
+                for method in table_methods(model):
+                    job = {"method": method, **({"a": 1.0, "b": 1.0, "c": 0.1} if method == "gp" else {})}
+                    cells.append(Cell("methods", model, seed, method, job))
     if "tuned" in settings.tables:
         models = list(settings.models) + (["supervised"] if "supervised" in settings.tables else [])
         for model in models:
