@@ -34,6 +34,14 @@ def parse_extra(frame: pd.DataFrame) -> pd.Series:
                      index=frame.index, dtype=object)
 
 
+def cell_label(extra: dict) -> str | None:
+    """A cell's label; a tuned cell's names its search space unless it is the paper's memgp (``tuned-<space>``)."""
+    from benchmarks.repro_plan import tuned_label
+
+    space = (extra.get("tune") or {}).get("space") if isinstance(extra.get("tune"), dict) else None
+    return tuned_label(space) if extra.get("label") == "tuned" and space else extra.get("label")
+
+
 def evaluate_rows(df: pd.DataFrame) -> pd.DataFrame:
     """``kind=evaluate`` rows of the reproduction with ``extra`` (parsed extra_json) and plain float columns; the
     latest row per (cell, attack) when a cell was evaluated twice."""
@@ -41,7 +49,7 @@ def evaluate_rows(df: pd.DataFrame) -> pd.DataFrame:
     rows["extra"] = parse_extra(rows)
     rows = rows[rows["extra"].map(lambda e: "cell_key" in e)]
     rows["cell_key"] = rows["extra"].map(lambda e: e["cell_key"])
-    rows["label"] = rows["extra"].map(lambda e: e.get("label"))
+    rows["label"] = rows["extra"].map(cell_label)
     rows["primary"] = rows["extra"].map(lambda e: bool(e.get("primary")))
     rows = rows.sort_values("created_at").drop_duplicates(["cell_key", "attack"], keep="last").copy()
     for col in rows.columns:
@@ -115,14 +123,32 @@ TARGETS = {"before": "attack before >= 0.75", "gap": "within 0.05 of retrained",
            "drop": "accuracy drop <= 10 points"}
 
 
+def _kind(model: str) -> str:
+    return "classifier" if model == "supervised" else "encoder"
+
+
 def target_groups(rows: pd.DataFrame):
-    """(model, label, rows) of the target cells: Eq. 3 defaults of main / supervised, and tuned cells if any."""
-    sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"]) & rows["label"].isin(["memgp", "tuned"])]
-    for model in _order(sub["model"]):
-        for label in ("memgp", "tuned"):
-            m = sub[(sub["model"] == model) & (sub["label"] == label)]
+    """(model, weights, rows) of the target cells: Eq. 3 defaults of main / supervised, the product's default
+    method for the model's kind from the ``methods`` table when it is another method, and tuned cells if any."""
+    from trainables.unlearning.registry import DEFAULT_METHODS
+
+    sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"])
+               & (rows["label"].eq("memgp") | rows["label"].str.startswith("tuned", na=False))]
+    methods = rows[rows["experiment"] == "methods"]
+    for model in _order(set(sub["model"]) | set(methods["model"])):
+        default = DEFAULT_METHODS[_kind(model)]
+        paper = sub[(sub["model"] == model) & (sub["label"] == "memgp")]
+        if paper.empty:
+            paper = methods[(methods["model"] == model) & (methods["label"] == "memgp")]
+        groups = [("defaults (a=1, b=1)" + (", the product default" if default == "memgp" else ""), paper)]
+        if default != "memgp":
+            groups.append((f"{default} (the product default)",
+                           methods[(methods["model"] == model) & (methods["label"] == default)]))
+        tuned = sub[(sub["model"] == model) & (sub["experiment"] == "tuned")]
+        groups += [(label, tuned[tuned["label"] == label]) for label in sorted(tuned["label"].unique())]
+        for weights, m in groups:
             if not m.empty:
-                yield model, label, m
+                yield model, weights, m
 
 
 def target_checks(m: pd.DataFrame, model: str) -> dict[str, bool]:
@@ -145,7 +171,7 @@ def targets_table(rows: pd.DataFrame) -> str:
         checks = target_checks(m, model)
         mark = {k: "met" if ok else "**missed**" for k, ok in checks.items()}
         missed = [k for k, ok in checks.items() if not ok]
-        lines.append([MODEL_NAMES.get(model, model), "defaults (a=1, b=1)" if label == "memgp" else "tuned",
+        lines.append([MODEL_NAMES.get(model, model), label,
                       f"{ms(before)} {mark['before']}", ms(after), ms(ret),
                       f"{ms((after - ret).abs())} {mark['gap']}", f"{ms((after - 0.5).abs())} {mark['chance']}",
                       f"{ms(_drop(m, model))} {mark['drop']}", str(m["hp_seed"].nunique()),
@@ -250,6 +276,38 @@ def baselines_table(rows: pd.DataFrame) -> str:
     return _table(header, lines)
 
 
+def methods_table(rows: pd.DataFrame) -> str:
+    """Every registered method that applies to the model's kind, at its shipped defaults, on every seed: attack
+    after, the per-seed distances to the retrained model and to chance, the accuracy drop and the verdict on the
+    targets (the table a kind's default is chosen from; the attack-before target is the model's, not the method's)."""
+    sub = rows[rows["experiment"] == "methods"]
+    if sub.empty:
+        return "_no rows yet_"
+    header = ["model", "method", "accuracy after", "MIA acc after", "|after - retrained| (<= 0.05)",
+              "|after - 0.5| (<= 0.05)", "accuracy drop (<= 0.10)", "unlearn s", "seeds", "verdict (after)"]
+    lines = []
+    for model in _order(sub["model"]):
+        m = sub[sub["model"] == model]
+        util = _utility_cols(model)[0][0]
+        ref = m.drop_duplicates("hp_seed")
+        lines.append([MODEL_NAMES.get(model, model), "*original*", ms(ref[f"before_{util}"]),
+                      ms(ref["before_mia_accuracy"]), "", "", "", "", str(len(ref)), ""])
+        order = sorted(m["label"].unique(), key=lambda lab: (m[m["label"] == lab]["gap_mia_accuracy"].abs().mean()))
+        for label in order:
+            g = m[m["label"] == label]
+            after, ret = g["after_mia_accuracy"], g["retrain_mia_accuracy"]
+            checks = {k: v for k, v in target_checks(g, model).items() if k != "before"}
+            missed = [k for k, ok in checks.items() if not ok]
+            lines.append([MODEL_NAMES.get(model, model), label, ms(g[f"after_{util}"]), ms(after),
+                          ms((after - ret).abs()), ms((after - 0.5).abs()), ms(_drop(g, model)),
+                          ms(g["unlearn_time_s"], 0), str(g["hp_seed"].nunique()),
+                          "met" if not missed else "missed: " + ", ".join(missed)])
+        lines.append([MODEL_NAMES.get(model, model), "*retrained*", ms(ref[f"retrain_{util}"]),
+                      ms(ref["retrain_mia_accuracy"]), "0", ms((ref["retrain_mia_accuracy"] - 0.5).abs()), "", "",
+                      str(len(ref)), ""])
+    return _table(header, lines)
+
+
 def _words(frame: pd.DataFrame, column: str) -> str:
     """The distinct values of a text column ("-" when the column is absent)."""
     if column not in frame:
@@ -268,7 +326,7 @@ def tuned_table(rows: pd.DataFrame) -> str:
     for model in _order(tuned["model"]):
         seeds = set(tuned[tuned["model"] == model]["hp_seed"])
         for label, g in rows[(rows["model"] == model) & rows["hp_seed"].isin(seeds)
-                             & rows["label"].isin(["memgp", "tuned"])
+                             & (rows["label"].eq("memgp") | rows["label"].str.startswith("tuned", na=False))
                              & rows["experiment"].isin(["main", "supervised", "tuned"])].groupby("label"):
             util = _utility_cols(model)[0][0]
             lines.append([MODEL_NAMES.get(model, model), label, ms(g["hp_a"].unique()), ms(g["hp_b"].unique(), 4),
@@ -351,7 +409,7 @@ def summary_list(rows: pd.DataFrame) -> str:
     for model, label, m in target_groups(rows):
         key, name = _utility_cols(model)[0]
         missed = [TARGETS[k] for k, ok in target_checks(m, model).items() if not ok]
-        lines.append(f"- **{MODEL_NAMES.get(model, model)}** ({'Eq. 3 defaults' if label == 'memgp' else 'tuned'}, "
+        lines.append(f"- **{MODEL_NAMES.get(model, model)}** ({label}, "
                      f"{m['hp_seed'].nunique()} seeds): attack accuracy {ms(m['before_mia_accuracy'])} -> "
                      f"{ms(m['after_mia_accuracy'])} (retrained {ms(m['retrain_mia_accuracy'])}); {name} "
                      f"{ms(m[f'before_{key}'])} -> {ms(m[f'after_{key}'])} (retrained {ms(m[f'retrain_{key}'])}); "

@@ -40,10 +40,26 @@ def render(results: str) -> dict[str, str]:
         "forget_size": bt.forget_size_table(primary),
         "supervised": bt.supervised_table(primary),
         "baselines": bt.baselines_table(primary),
+        "methods": bt.methods_table(primary),
         "tuned": bt.tuned_table(primary),
         "performance": bt.performance_table(df, primary),
         "calibration": bt.probes_table(df),
     }
+
+
+def select(tables: dict[str, str], spec: str | None) -> dict[str, str]:
+    """``--blocks``: block name -> table, for the named tables only (all of them when ``spec`` is None)."""
+    if spec is None:
+        return tables
+    from trainables.errors import UserError
+
+    out = {}
+    for item in (x.strip() for x in spec.split(",") if x.strip()):
+        name, _, block = item.partition("=")
+        if name not in tables:
+            raise UserError(f"--blocks: no table {name!r}; tables: {', '.join(tables)}")
+        out[block or name] = tables[name]
+    return out
 
 
 def fill(text: str, blocks: dict[str, str], source: str) -> tuple[str, list[str]]:
@@ -69,11 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "BENCHMARKS.md"))
     p.add_argument("--source-name", help="how the results path is named in the file (default: --results)")
     p.add_argument("--print", action="store_true", help="print the tables instead of writing --out")
+    p.add_argument("--blocks", help="write only these tables, comma-separated; NAME=BLOCK writes table NAME into "
+                                    "block BLOCK (e.g. targets=kind_targets), so that tables from two stores live "
+                                    "in one file (default: every table into its own block)")
     args = p.parse_args(argv)
     from trainables.errors import UserError
 
     try:
-        blocks = render(args.results)
+        blocks = select(render(args.results), args.blocks)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

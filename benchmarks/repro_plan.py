@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 TABLES = ("main", "supervised", "ablation", "forget_size", "baselines", "methods", "tuned")
@@ -64,6 +65,12 @@ def table_methods(model: str) -> list[str]:
     return [n for n, m in STEP_METHODS.items() if m.supports(kind) and n not in skip]
 
 
+def tuned_label(space: str | None) -> str:
+    """The label of a ``tuned`` cell: ``tuned`` for the paper's memgp space (or a given config), else
+    ``tuned-<space>``."""
+    return "tuned" if space in (None, "memgp") else f"tuned-{Path(space).stem}"
+
+
 def digest(obj: Any, n: int = 16) -> str:
     """Deterministic short hash of a JSON-able object (keys sorted)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
@@ -88,7 +95,7 @@ class Settings:
     attack_overrides: tuple[str, ...] = ()  # --attack-set for the evaluation
     tuned_configs: dict[str, str] = field(default_factory=dict)  # model -> best-config YAML (unlearn tune)
     probe_every: int = 50  # validation-protocol attack every N pretraining epochs (0: never); not in the keys
-    tune_space: str = "memgp"  # the `tuned` table's search space (shipped name or YAML file)
+    tune_space: str = "memgp"  # the `tuned` table's search spaces, comma-separated (shipped names or YAML files)
     tune_samples: int = 16
     gpu: bool = False  # train on GPUs (runtime.device=cuda; the audit runs where the driver is, device auto)
 
@@ -193,10 +200,12 @@ def build_plan(settings: Settings) -> list[Cell]:
         for model in models:
             path = settings.tuned_configs.get(model)
             # a given best config (--tuned MODEL=FILE), else `unlearn tune` on the first seed's original model
-            # (validation protocol), its best config then applied to every seed
-            search = {"space": settings.tune_space, "samples": settings.tune_samples, "cap": 0.10,
-                      "objective": "mia_distance", "seed": first[0]}
-            for seed in settings.seeds:
-                cells.append(Cell("tuned", model, seed, "tuned", {"config_file": path} if path else {"tune": search},
-                                  tags={"tuned_config": path} if path else {"tune": search}))
+            # (validation protocol), its best config then applied to every seed; one search per space
+            for space in [None] if path else [s for s in settings.tune_space.split(",") if s]:
+                search = {"space": space, "samples": settings.tune_samples, "cap": 0.10,
+                          "objective": "mia_distance", "seed": first[0]}
+                label = tuned_label(space)
+                for seed in settings.seeds:
+                    cells.append(Cell("tuned", model, seed, label, {"config_file": path} if path else {"tune": search},
+                                      tags={"tuned_config": path} if path else {"tune": search}))
     return cells

@@ -82,7 +82,7 @@ def tune_task(cell: Cell, settings: Settings, work: Path, tasks: dict[str, Task]
     search = cell.unlearn["tune"]
     seed = search["seed"]
     pname = pretrain_task(settings, cell.model, seed, work, tasks).name
-    name = f"tune/{cell.model}/s{seed}"
+    name = f"tune/{cell.model}/s{seed}" + ("" if cell.label == "tuned" else f"/{search['space']}")
     if name not in tasks:
         primary = PRIMARY_ATTACK.get(cell.model, DEFAULT_PRIMARY)
         attack = {"bootstrap": 0, "attacks": [primary, "encodermi_threshold", "confidence"]}

@@ -70,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--forget-fractions", type=_floats, default=FORGET_FRACTIONS)
     p.add_argument("--tuned", action="append", default=[], metavar="MODEL=FILE",
                    help="a best-config YAML for MODEL (the 'tuned' table); default: run `unlearn tune` for it")
-    p.add_argument("--tune-space", default="memgp", help="search space of the 'tuned' table (default memgp)")
+    p.add_argument("--tune-space", default="memgp",
+                   help="search space(s) of the 'tuned' table, comma-separated, e.g. portfolio,neggrad_plus; one "
+                        "search each (default memgp)")
     p.add_argument("--tune-samples", type=int, default=16, help="trials per search (default 16)")
     p.add_argument("--set", dest="pretrain_set", action="append", default=[], metavar="KEY=VALUE",
                    help="pretraining override for every model (after the recipe)")

@@ -100,6 +100,53 @@ def test_plan_order_keys_and_dependencies(tmp_path):
     assert ("supervised", "alignment_calibration") not in baselines and ("simclr", "random_labels") not in baselines
 
 
+def test_methods_table_runs_every_registered_method_of_the_kind_on_every_seed_and_judges_it(monkeypatch):
+    import pandas as pd
+
+    from benchmarks import benchmark_tables as bt
+    from benchmarks.repro_plan import Settings, build_plan, table_methods
+    from trainables.unlearning import registry
+
+    cells = build_plan(Settings(data="digits", seeds=(0, 1), models=("simclr",),
+                                tables=("supervised", "methods")))
+    methods = {(c.model, c.seed, c.label) for c in cells if c.experiment == "methods"}
+    assert {label for model, _, label in methods if model == "supervised"} == set(table_methods("supervised"))
+    assert {"salun", "scrub", "random_labels", "memgp", "gp"} <= set(table_methods("supervised"))
+    assert "salun" not in table_methods("simclr") and "alignment_calibration" in table_methods("simclr")
+    assert len(methods) == 2 * (len(table_methods("supervised")) + len(table_methods("simclr")))
+
+    def row(label, seed, after, retrained, acc_after):
+        return {"experiment": "methods", "model": "supervised", "label": label, "hp_seed": seed,
+                "before_mia_accuracy": 0.85, "after_mia_accuracy": after, "retrain_mia_accuracy": retrained,
+                "gap_mia_accuracy": after - retrained, "before_test_acc": 0.47, "after_test_acc": acc_after,
+                "retrain_test_acc": 0.46, "unlearn_time_s": 10.0, "extra": {}}
+
+    # scrub: within 0.05 of retrained and of chance on both seeds, drop 4 points; memgp: attack stays at 0.83;
+    # one seed on each side of the retrained model must not cancel out (per-seed distances)
+    frame = pd.DataFrame([row("scrub", 0, 0.52, 0.49, 0.43), row("scrub", 1, 0.50, 0.51, 0.43),
+                          row("memgp", 0, 0.83, 0.49, 0.45), row("memgp", 1, 0.84, 0.51, 0.44),
+                          row("salun", 0, 0.58, 0.49, 0.43), row("salun", 1, 0.42, 0.51, 0.43)])
+    table = bt.methods_table(frame)
+    lines = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
+    assert lines["scrub"].endswith("| 2 | met |") and "0.020 ± 0.014 (2)" in lines["scrub"]
+    assert lines["memgp"].endswith("missed: gap, chance |") and lines["salun"].endswith("missed: gap, chance |")
+    assert list(lines)[:4] == ["*original*", "scrub", "salun", "memgp"]  # closest to the retrained model first
+    monkeypatch.setitem(registry.DEFAULT_METHODS, "classifier", "scrub")
+    targets = bt.targets_table(frame)
+    assert "| scrub (the product default) |" in targets and "| defaults (a=1, b=1) |" in targets
+
+
+def test_benchmarks_md_blocks_select_tables_and_rename_them(capsys):
+    from benchmarks.make_benchmarks_md import main, select
+    from trainables.errors import UserError
+
+    tables = {"targets": "T", "methods": "M", "headline": "H"}
+    assert select(tables, None) == tables
+    assert select(tables, "methods,targets=kind_targets") == {"methods": "M", "kind_targets": "T"}
+    with pytest.raises(UserError, match="no table 'tabel'"):
+        select(tables, "tabel")
+
+
 def test_benchmarks_md_from_an_empty_store_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     from benchmarks.make_benchmarks_md import main
 

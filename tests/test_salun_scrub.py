@@ -204,3 +204,38 @@ def test_forget_cli_runs_salun_and_scrub_and_forget_accuracy_falls(parent, tmp_p
     assert meta["unlearning"]["method"] == method
     before = classifier_accuracy(parent["model"], parent["source"], parent["ids"]["forget"])
     assert before == 1.0 and meta["history"][-1]["forget_acc"] < before
+
+
+def test_a_run_with_no_method_named_gets_its_model_kinds_default(parent, tmp_path, monkeypatch, capsys):
+    """The default method is per model kind; a method named anywhere (a flag, a config file, --set) is kept."""
+    from orchestrator.ledger.executors import RayExecutor
+    from orchestrator.ledger.scheduler import with_kind_default
+    from orchestrator.ledger.verification import VerifyConfig
+    from trainables.unlearning import registry
+    from trainables.unlearning.config import with_default_method
+
+    # a default that differs from memgp and from every key's own default, so that the test tells them apart
+    monkeypatch.setitem(registry.KIND_DEFAULTS, "classifier", {"method": "scrub", "scrub_msteps": 1, "lr": 0.002})
+    assert prepare_unlearning(UnlearnJob(epochs=2), parent["path"]).job.method == "scrub"
+    assert prepare_unlearning(UnlearnJob(method="memgp"), parent["path"]).job.method == "memgp"
+    assert with_default_method(UnlearnJob(epochs=2, lr=0.01), "encoder").method == "memgp"
+    kept = with_default_method(UnlearnJob(epochs=2, lr=0.01), "classifier")  # the user's keys win
+    assert (kept.method, kept.scrub_msteps, kept.epochs, kept.lr) == ("scrub", 1, 2, 0.01)
+    assert "method" in kept.model_fields_set  # resolved once
+    assert with_default_method(UnlearnJob(), "classifier").lr == 0.002
+    with pytest.raises(UserError, match="classifier default method scrub: .*both 0"):
+        with_default_method(UnlearnJob(scrub_alpha=0, scrub_gamma=0), "classifier")
+
+    out = tmp_path / "default"
+    code = main(["forget", "--checkpoint", str(parent["path"]), "--out", str(out), "--epochs", "1",
+                 "--set", "runtime.progress=false", "--set", "batch_size=16"])
+    assert code == 0, capsys.readouterr().err
+    assert verify_checkpoint(out)["unlearning"]["method"] == "scrub"
+
+    # The scheduler freezes the method into the batch config from the parent it unlearns.
+    unnamed = RayExecutor().resolve_config(None, ["epochs=2", "lr=0.01"], VerifyConfig())
+    named = RayExecutor().resolve_config(None, ["method=memgp"], VerifyConfig())
+    assert "method" not in unnamed["job"] and named["job"]["method"] == "memgp"
+    frozen = with_kind_default(unnamed, {"uri": str(parent["path"])})["job"]
+    assert (frozen["method"], frozen["scrub_msteps"], frozen["epochs"], frozen["lr"]) == ("scrub", 1, 2, 0.01)
+    assert with_kind_default(named, {"uri": str(parent["path"])}) == named

@@ -58,7 +58,9 @@ class RayExecutor:
 
     def resolve_config(self, config_file, overrides, verify: VerifyConfig) -> dict[str, Any]:
         job = load_job(UnlearnJob, config_file=config_file, overrides=overrides)
-        return {"job": job.model_dump(mode="json"), "verify": verify.model_dump(mode="json")}
+        # no method named: only the keys set, so that the scheduler can add the parent model kind's defaults
+        dumped = job.model_dump(mode="json", exclude_unset="method" not in job.model_fields_set)
+        return {"job": dumped, "verify": verify.model_dump(mode="json")}
 
     def unlearn(self, parent, forget_ids, config, out, run_name) -> Path:
         from orchestrator.run.jobs import run_forget

@@ -144,6 +144,20 @@ def trigger(pending: list[dict[str, Any]], opts: ScheduleOptions, now: float | N
     return False, f"{len(pending)} pending requests (< min-batch {opts.min_batch}){age}"
 
 
+def with_kind_default(config: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, Any]:
+    """The batch config with the parent model kind's default method when the job names none, so that the frozen
+    config (and the certificate) says which method ran."""
+    job = config.get("job")
+    if parent is None or not isinstance(job, dict) or "method" in job:
+        return config
+    from trainables.checkpoint import read_meta
+    from trainables.unlearning.config import UnlearnJob, with_default_method
+    from trainables.unlearning.registry import meta_kind
+
+    resolved = with_default_method(UnlearnJob.model_validate(job), meta_kind(read_meta(parent["uri"])))
+    return {**config, "job": resolved.model_dump(mode="json")}
+
+
 class Scheduler:
     """One scheduling run against the ledger at ``ledger_path``."""
 
@@ -205,7 +219,8 @@ class Scheduler:
         met, why = (False, why) if held else trigger(pending, self.opts)
         if not met:
             return None, outcome if outcome.batch_id is not None else Outcome(EXIT_OK, f"nothing to do: {why}")
-        config = self.executor.resolve_config(self.opts.config_file, self.opts.overrides, self.opts.verify)
+        config = with_kind_default(self.executor.resolve_config(self.opts.config_file, self.opts.overrides,
+                                                                self.opts.verify), self.ledger.current_model())
         batch = create_batch(self.ledger, self.lease, config=config)
         if batch is None:
             return None, outcome

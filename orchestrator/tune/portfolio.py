@@ -32,11 +32,6 @@ PORTFOLIO = "portfolio"  # the --space value
 SEPARATOR = "/"          # Ray's unflatten_dict delimiter: "<method>/<key>" -> config[method][key]
 
 
-def model_kind(meta: dict[str, Any]) -> str:
-    """``classifier`` for a supervised checkpoint, else ``encoder`` (the registry's ``KINDS``)."""
-    return "classifier" if meta.get("method") == "supervised" else "encoder"
-
-
 def _a(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 

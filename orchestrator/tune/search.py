@@ -30,10 +30,11 @@ from typing import Any
 from orchestrator.fenced.ray_internals import classic_tune_output
 from orchestrator.run.storage import open_storage
 from orchestrator.tune.outcome import SearchOutcome, collect_trials, finish_search
-from orchestrator.tune.portfolio import PORTFOLIO, PortfolioSpace, load_portfolio, model_kind
+from orchestrator.tune.portfolio import PORTFOLIO, PortfolioSpace, load_portfolio
 from orchestrator.tune.space import SearchSpace, load_space
 from trainables.errors import UserError
 from trainables.tuning.objective import Scoring, resolve_accuracy
+from trainables.unlearning.registry import meta_kind
 
 TRIAL_DRIVER_CPU = 0.5  # a Train-inside-Tune trial only drives its workers (and scores the result at the end)
 STATE_FILE = "search.json"
@@ -126,7 +127,7 @@ def check_settings(settings: SearchSettings) -> tuple[SearchSpace | PortfolioSpa
     if settings.space == PORTFOLIO:
         from trainables.checkpoint import read_meta
 
-        space = load_portfolio(model_kind(read_meta(settings.checkpoint)), settings.methods, list(settings.overrides))
+        space = load_portfolio(meta_kind(read_meta(settings.checkpoint)), settings.methods, list(settings.overrides))
     elif settings.methods is not None:
         raise UserError(f"--methods chooses the methods of --space {PORTFOLIO}; --space {settings.space} runs one "
                         f"method (drop --methods, or use --space {PORTFOLIO})")

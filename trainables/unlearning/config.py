@@ -44,13 +44,14 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainables.config import OptimConfig, RuntimeConfig, StrictModel
-from trainables.unlearning.registry import METHODS, PENALTY_METHODS
+from trainables.unlearning.registry import DEFAULT_METHODS, METHODS, PENALTY_METHODS
 
 
 class UnlearnJob(StrictModel):
     """One unlearning run. Flat on purpose: ``unlearn tune`` writes its best config as a YAML of these keys."""
 
-    method: str = Field("memgp", description="one of: " + ", ".join(METHODS))
+    method: str = Field("memgp", description="one of: " + ", ".join(METHODS) + "; when not set, the model kind's "
+                        "default: " + ", ".join(f"{m} for {k}s" for k, m in DEFAULT_METHODS.items()))
     a: float = Field(1.0, ge=0, description="weight of L_train (the model's training objective)")
     b: float = Field(1.0, ge=0, description="weight of the gradient penalty (L_GP for gp, L_MEMGP for memgp)")
     c: float = Field(0.0, ge=0, description="weight of L_Norm, the mean output norm on the forget batch (Eq. 2; "
@@ -142,3 +143,27 @@ class UnlearnJob(StrictModel):
         if self.model_mode == "auto":
             return self.method in PENALTY_METHODS
         return self.model_mode == "eval"
+
+
+def with_default_method(job: UnlearnJob, kind: str) -> UnlearnJob:
+    """``job`` with the defaults of its model ``kind`` (``registry.KIND_DEFAULTS``: a method and its keys) when no
+    method was named (``method`` absent from every config source); keys the user set win over them. A job that
+    names its method is returned as it is.
+
+    Example:
+        >>> with_default_method(UnlearnJob(epochs=3), "encoder").method
+        'memgp'
+    """
+    from trainables.unlearning.registry import KIND_DEFAULTS
+
+    if "method" in job.model_fields_set:
+        return job
+    from pydantic import ValidationError
+
+    from trainables.errors import UserError
+
+    defaults = KIND_DEFAULTS[kind]
+    try:
+        return UnlearnJob.model_validate({**defaults, **job.model_dump(exclude_unset=True)})
+    except ValidationError as exc:
+        raise UserError(f"the {kind} default method {defaults['method']}: {exc.errors()[0]['msg']}") from None

@@ -131,5 +131,17 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
                prepare_ref=f"{_SCRUB}:prepare", phases=_scrub_phases),
 ]}
 
+# What a run gets when it names no method (`unlearn forget`, the scheduler, the Python API), per model kind: the
+# UnlearnJob keys of the configuration that met the unlearning targets on CIFAR-10, chosen on validation data only
+# (docs/unlearning.md, "Defaults per model kind", has the evidence). A key the user sets wins over these.
+KIND_DEFAULTS: dict[str, dict] = {"encoder": {"method": "memgp"}, "classifier": {"method": "memgp"}}
+DEFAULT_METHODS: dict[str, str] = {kind: keys["method"] for kind, keys in KIND_DEFAULTS.items()}
+
+
+def meta_kind(meta: dict) -> str:
+    """A checkpoint's model kind from its ``meta.json``: ``classifier`` for a supervised model, else ``encoder``."""
+    return "classifier" if meta.get("method") == "supervised" else "encoder"
+
+
 STEP_METHODS: dict[str, MethodInfo] = {n: m for n, m in METHODS.items() if m.step_ref is not None}
 PENALTY_METHODS: tuple[str, ...] = tuple(n for n, m in METHODS.items() if m.penalty)
