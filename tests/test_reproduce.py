@@ -136,8 +136,8 @@ def test_methods_table_runs_every_registered_method_of_the_kind_on_every_seed_an
     assert "| scrub (the product default) |" in targets and "| defaults (a=1, b=1) |" in targets
 
 
-def test_benchmarks_md_blocks_select_tables_and_rename_them(capsys):
-    from benchmarks.make_benchmarks_md import main, select
+def test_benchmarks_md_blocks_select_tables_and_rename_them():
+    from benchmarks.make_benchmarks_md import select
     from trainables.errors import UserError
 
     tables = {"targets": "T", "methods": "M", "headline": "H"}
