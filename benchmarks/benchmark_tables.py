@@ -141,9 +141,9 @@ def target_groups(rows: pd.DataFrame):
         if paper.empty:
             paper = methods[(methods["model"] == model) & (methods["label"] == "memgp")]
         groups = [("defaults (a=1, b=1)" + (", the product default" if default == "memgp" else ""), paper)]
-        if default != "memgp":
-            groups.append((f"{default} (the product default)",
-                           methods[(methods["model"] == model) & (methods["label"] == default)]))
+        if default != "memgp":  # the cells of the kind's default configuration (label "default")
+            groups.append((f"{default}, the product default",
+                           methods[(methods["model"] == model) & (methods["label"] == "default")]))
         tuned = sub[(sub["model"] == model) & (sub["experiment"] == "tuned")]
         groups += [(label, tuned[tuned["label"] == label]) for label in sorted(tuned["label"].unique())]
         for weights, m in groups:
@@ -305,6 +305,30 @@ def methods_table(rows: pd.DataFrame) -> str:
         lines.append([MODEL_NAMES.get(model, model), "*retrained*", ms(ref[f"retrain_{util}"]),
                       ms(ref["retrain_mia_accuracy"]), "0", ms((ref["retrain_mia_accuracy"] - 0.5).abs()), "", "",
                       str(len(ref)), ""])
+    return _table(header, lines)
+
+
+def per_example_table(df: pd.DataFrame) -> str:
+    """The per-example attack (LiRA, ``benchmarks/per_example.py``) on the original, unlearned and retrained models
+    of chosen cells: AUC and TPR at 1% FPR over seeds (the latest audit per model, cell and seed)."""
+    rows = df[(df["kind"] == "evaluate") & (df["experiment"] == "per_example")].copy()
+    if rows.empty:
+        return "_no rows yet_"
+    rows["extra"] = parse_extra(rows)
+    rows["label"] = rows["extra"].map(lambda e: e.get("label"))
+    rows["seed"] = rows["extra"].map(lambda e: e.get("seed"))
+    rows = rows.sort_values("created_at").drop_duplicates(["model", "label", "seed", "attack"], keep="last")
+    for col in [c for c in rows.columns if c.startswith(("before_", "after_", "retrain_"))]:
+        rows[col] = pd.to_numeric(rows[col], errors="coerce").astype(float)
+    header = ["model", "method", "attack", "AUC before", "AUC after", "AUC retrained", "|after - retrained| AUC",
+              "TPR@1%FPR before / after / retrained", "seeds"]
+    lines = []
+    for model in _order(rows["model"]):
+        for (label, attack), g in rows[rows["model"] == model].groupby(["label", "attack"], sort=True):
+            tpr = " / ".join(ms(g[f"{s}_mia_tpr_at_1fpr"]) for s in ("before", "after", "retrain"))
+            lines.append([MODEL_NAMES.get(model, model), str(label), str(attack), ms(g["before_mia_auc"]),
+                          ms(g["after_mia_auc"]), ms(g["retrain_mia_auc"]),
+                          ms((g["after_mia_auc"] - g["retrain_mia_auc"]).abs()), tpr, str(g["seed"].nunique())])
     return _table(header, lines)
 
 

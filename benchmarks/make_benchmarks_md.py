@@ -41,6 +41,7 @@ def render(results: str) -> dict[str, str]:
         "supervised": bt.supervised_table(primary),
         "baselines": bt.baselines_table(primary),
         "methods": bt.methods_table(primary),
+        "per_example": bt.per_example_table(df),
         "tuned": bt.tuned_table(primary),
         "performance": bt.performance_table(df, primary),
         "calibration": bt.probes_table(df),

@@ -1,7 +1,7 @@
 """The per-example attack (reference-calibrated LiRA) before and after unlearning, for cells of the reproduction.
 
     python benchmarks/per_example.py --data npz:cifar10_10k.npz --members 1000 --work /work/repro_runs/cifar \
-        --models supervised --cells methods/salun,methods/memgp --seeds 0,1,2 --k 2
+        --models "" --tables supervised,methods --cells methods/memgp,methods/neggrad_plus --k 2
 
 Population attacks (one rule for every sample) can hide the worst-case examples; LiRA scores each sample against
 reference models that never trained on it (docs/evaluation.md). Per (model, seed) this registers the original
@@ -9,8 +9,8 @@ checkpoint in a ledger of its own (``WORK/per_example/``), builds K reference mo
 data pool (``unlearn models references build``), then audits each named cell's unlearned model, with its original
 and retrained twins, with the ``lira`` attack (``unlearn evaluate``; the same auditor protocol as the other
 attacks) and appends the rows to the results store tagged ``experiment=per_example``. The cells, pretrainings and
-retrainings must have run (``benchmarks/reproduce.py`` with the same flags). Resumable: a reference set or an
-audit already on disk is reused.
+retrainings must have run: pass the reproduction's own flags (``--data``, ``--members``, ``--set``, ``--tables``,
+``--attack-set``, ...), which name the same cells. Resumable: a reference set or an audit on disk is reused.
 """
 
 from __future__ import annotations
@@ -21,38 +21,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reproduce import _ints, _names  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="the reproduction's --data")
-    p.add_argument("--members", type=int, default=1000, help="the reproduction's --members")
-    p.add_argument("--work", required=True, help="the reproduction's --work")
-    p.add_argument("--results", help="results store (default WORK/results)")
-    p.add_argument("--models", type=_names, default=("supervised",), help="models (default supervised)")
-    p.add_argument("--cells", type=_names, required=True, help="EXPERIMENT/LABEL of the cells, e.g. methods/salun")
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2))
+    from benchmarks.reproduce import _names, build_parser
+
+    p = build_parser(__doc__)
+    p.add_argument("--cells", type=_names, required=True,
+                   help="EXPERIMENT/LABEL of the cells to audit, e.g. methods/salun,supervised/memgp")
     p.add_argument("--k", type=int, default=2, help="reference models per original (default 2)")
-    p.add_argument("--set", dest="pretrain_set", action="append", default=[], metavar="KEY=VALUE",
-                   help="the reproduction's --set")
     return p.parse_args(argv)
 
 
 def cell_tasks(args: argparse.Namespace) -> list:
     """The reproduction's cell tasks named by ``--cells`` (with their original / retrained checkpoints)."""
-    from benchmarks.repro_plan import ENCODERS, Settings, build_plan
+    from benchmarks.repro_plan import build_plan
     from benchmarks.repro_tasks import build_tasks
+    from benchmarks.reproduce import settings_from
 
-    experiments = sorted({c.split("/")[0] for c in args.cells})
-    encoders = tuple(m for m in args.models if m in ENCODERS)
-    tables = tuple(experiments) + (("supervised",) if "supervised" in args.models else ())
-    settings = Settings(data=args.data, members=args.members, seeds=args.seeds, tables=tables, models=encoders,
-                        pretrain_overrides=tuple(args.pretrain_set), tune_space="portfolio")
+    settings = settings_from(args)
     tasks = build_tasks(build_plan(settings), settings, Path(args.work).resolve())
-    wanted = [t for t in tasks if t.kind == "cell" and t.payload["model"] in args.models
-              and f"{t.payload['experiment']}/{t.payload['label']}" in args.cells]
+    wanted = [t for t in tasks if t.kind == "cell" and f"{t.payload['experiment']}/{t.payload['label']}" in args.cells]
+    if not wanted:
+        raise UserError(f"no cell of the plan matches --cells {','.join(args.cells)} (EXPERIMENT/LABEL, with the "
+                        f"reproduction's --tables / --models / --seeds)")
     missing = [t.name for t in wanted if not Path(t.out).is_dir()]
     if missing:
         raise UserError(f"these cells have not run yet: {', '.join(missing)} (run benchmarks/reproduce.py first)")
@@ -63,6 +56,8 @@ def run(argv: list[str] | None = None) -> int:
     from orchestrator.cli import main as unlearn
 
     args = parse_args(argv)
+    if args.k < 2:
+        raise UserError(f"--k must be at least 2, got {args.k}")
     work = Path(args.work).resolve()
     results = args.results or str(work / "results")
     tasks = cell_tasks(args)
@@ -89,6 +84,7 @@ def run(argv: list[str] | None = None) -> int:
         code = unlearn(["evaluate", "--checkpoint", task.out, "--original", original, "--retrained", p["retrain"],
                         "--out", str(out), "--no-plots", "--set", "attack.attacks=[lira]",
                         "--set", f"attack.reference_set={references[original]}", "--set", "runtime.num_threads=1",
+                        *[x for item in args.attack_set for x in ("--set", item)],
                         "--results", results, "--experiment", "per_example", "--tag", f"model={p['model']}",
                         "--tag", f"label={p['label']}", "--tag", f"cell={p['experiment']}/{p['label']}",
                         "--tag", f"seed={p['seed']}", "--tag", f"k={args.k}"])

@@ -10,8 +10,8 @@ Cells of the paper's tables (arXiv 2405.07317), tagged in the results store's ``
 - ``forget_size`` (Table VI): 5, 10, 20, 30, 50% of the members forgotten (each with its own retrained model);
 - ``baselines``: finetune, NegGrad+, l1-sparse, alignment calibration on the same splits (retrain is every
   row's reference);
-- ``methods``: every registered method that applies to the model's kind, at its shipped defaults, on every seed
-  (the table that picks each kind's default: the gap of each method to the retrained model);
+- ``methods``: every registered method that applies to the model's kind, at its shipped defaults, and the kind's
+  default configuration (``registry.KIND_DEFAULTS``, label ``default``), on every seed;
 - ``tuned``: the configuration ``unlearn tune`` found on the validation protocol (never ``nonmember_eval``) of the
   first seed's original model, applied to every seed, beside the defaults.
 
@@ -63,6 +63,13 @@ def table_methods(model: str) -> list[str]:
     kind = "classifier" if model == "supervised" else "encoder"
     skip = ENCODER_ONLY if kind == "classifier" else CLASSIFIER_ONLY
     return [n for n, m in STEP_METHODS.items() if m.supports(kind) and n not in skip]
+
+
+def kind_default(model: str) -> dict[str, Any]:
+    """The UnlearnJob keys a run on ``model`` gets when it names no method (``registry.KIND_DEFAULTS``)."""
+    from trainables.unlearning.registry import KIND_DEFAULTS
+
+    return dict(KIND_DEFAULTS["classifier" if model == "supervised" else "encoder"])
 
 
 def tuned_label(space: str | None) -> str:
@@ -195,6 +202,7 @@ def build_plan(settings: Settings) -> list[Cell]:
                 for method in table_methods(model):
                     job = {"method": method, **({"a": 1.0, "b": 1.0, "c": 0.1} if method == "gp" else {})}
                     cells.append(Cell("methods", model, seed, method, job))
+                cells.append(Cell("methods", model, seed, "default", kind_default(model)))
     if "tuned" in settings.tables:
         models = list(settings.models) + (["supervised"] if "supervised" in settings.tables else [])
         for model in models:

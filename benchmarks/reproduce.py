@@ -55,7 +55,13 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return build_parser().parse_args(argv)
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The reproduction's flags (``benchmarks/per_example.py`` takes the same ones, to find the same cells)."""
+    p = argparse.ArgumentParser(description=description or __doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="data set spec, e.g. npz:PATH or digits")
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--nonmembers", type=int, help="default: as many as members")
@@ -84,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-process", action="store_true", help="run tasks in this process, one by one (tests)")
     p.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; run nothing")
     add_ray_args(p)
-    return p.parse_args(argv)
+    return p
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

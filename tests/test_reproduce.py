@@ -47,9 +47,27 @@ def test_one_headline_model_end_to_end_and_resume(tmp_path, capsys):
     assert "2 cells, 2 already" in capsys.readouterr().out
     assert len(load(str(tmp_path / "w" / "results"))) == len(df)
 
+    # the per-example attack of the same cell: K reference models of the original, then LiRA on all three models
+    from benchmarks import per_example
+
+    pe = TINY + ["--work", str(tmp_path / "w"), "--tables", "main", "--models", "simclr", "--k", "2"]
+    assert per_example.main(pe + ["--cells", "main/nosuch"]) == 2
+    assert "no cell of the plan matches" in capsys.readouterr().err
+    assert per_example.main(pe + ["--cells", "main/memgp"]) == 0
+    lira = load(str(tmp_path / "w" / "results"), kinds=["evaluate"])
+    lira = lira[lira["experiment"] == "per_example"]
+    assert len(lira) == 1 and lira["attack"].iloc[0] == "lira"
+    for col in ("before_mia_auc", "after_mia_auc", "retrain_mia_auc"):
+        assert 0 <= lira[col].iloc[0] <= 1, col
+    capsys.readouterr()
+    assert per_example.main(pe + ["--cells", "main/memgp"]) == 0  # resumed: nothing trained or appended again
+    assert "done already" in capsys.readouterr().out
+    assert len(load(str(tmp_path / "w" / "results"), kinds=["evaluate"])) == len(df[df["kind"] == "evaluate"]) + 1
+
     md = tmp_path / "BENCHMARKS.md"
     assert make_benchmarks_md.main(["--results", str(tmp_path / "w" / "results"), "--out", str(md)]) == 0
     text = md.read_text()
+    assert "| SimCLR | memgp | lira |" in text  # the per-example table
     assert "| SimCLR | memgp |" in text and "| SimCLR | *retrained* |" in text
     assert "**missed**" in text  # a 2-epoch model cannot reach the 0.75 attack target
     md.write_text(text.replace("## headline", "## headline\n\nprose kept"))
@@ -110,10 +128,12 @@ def test_methods_table_runs_every_registered_method_of_the_kind_on_every_seed_an
     cells = build_plan(Settings(data="digits", seeds=(0, 1), models=("simclr",),
                                 tables=("supervised", "methods")))
     methods = {(c.model, c.seed, c.label) for c in cells if c.experiment == "methods"}
-    assert {label for model, _, label in methods if model == "supervised"} == set(table_methods("supervised"))
+    assert {label for model, _, label in methods if model == "supervised"} == {*table_methods("supervised"), "default"}
     assert {"salun", "scrub", "random_labels", "memgp", "gp"} <= set(table_methods("supervised"))
     assert "salun" not in table_methods("simclr") and "alignment_calibration" in table_methods("simclr")
-    assert len(methods) == 2 * (len(table_methods("supervised")) + len(table_methods("simclr")))
+    assert len(methods) == 2 * (len(table_methods("supervised")) + len(table_methods("simclr")) + 2)
+    default = next(c for c in cells if c.experiment == "methods" and c.model == "supervised" and c.label == "default")
+    assert default.unlearn == registry.KIND_DEFAULTS["classifier"]
 
     def row(label, seed, after, retrained, acc_after):
         return {"experiment": "methods", "model": "supervised", "label": label, "hp_seed": seed,
@@ -123,17 +143,19 @@ def test_methods_table_runs_every_registered_method_of_the_kind_on_every_seed_an
 
     # scrub: within 0.05 of retrained and of chance on both seeds, drop 4 points; memgp: attack stays at 0.83;
     # one seed on each side of the retrained model must not cancel out (per-seed distances)
-    frame = pd.DataFrame([row("scrub", 0, 0.52, 0.49, 0.43), row("scrub", 1, 0.50, 0.51, 0.43),
+    frame = pd.DataFrame([row("default", 0, 0.52, 0.49, 0.43), row("default", 1, 0.50, 0.51, 0.43),
+                          row("scrub", 0, 0.52, 0.49, 0.43), row("scrub", 1, 0.50, 0.51, 0.43),
                           row("memgp", 0, 0.83, 0.49, 0.45), row("memgp", 1, 0.84, 0.51, 0.44),
                           row("salun", 0, 0.58, 0.49, 0.43), row("salun", 1, 0.42, 0.51, 0.43)])
     table = bt.methods_table(frame)
     lines = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
     assert lines["scrub"].endswith("| 2 | met |") and "0.020 ± 0.014 (2)" in lines["scrub"]
     assert lines["memgp"].endswith("missed: gap, chance |") and lines["salun"].endswith("missed: gap, chance |")
-    assert list(lines)[:4] == ["*original*", "scrub", "salun", "memgp"]  # closest to the retrained model first
+    assert list(lines)[:5] == ["*original*", "default", "scrub", "salun", "memgp"]  # closest to retrained first
     monkeypatch.setitem(registry.DEFAULT_METHODS, "classifier", "scrub")
-    targets = bt.targets_table(frame)
-    assert "| scrub (the product default) |" in targets and "| defaults (a=1, b=1) |" in targets
+    targets = {line.split(" | ")[1]: line for line in bt.targets_table(frame).splitlines()[2:]}
+    assert targets["scrub, the product default"].endswith("| all met |")
+    assert targets["defaults (a=1, b=1)"].endswith("| missed: gap, chance |")
 
 
 def test_benchmarks_md_blocks_select_tables_and_rename_them():
