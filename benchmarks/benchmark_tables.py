@@ -339,12 +339,30 @@ def _words(frame: pd.DataFrame, column: str) -> str:
     return ", ".join(sorted({str(v) for v in frame[column].dropna()})) or "-"
 
 
+def _method_keys(frame: pd.DataFrame) -> str:
+    """The values of the keys only the rows' method reads (the registry's ``params``, from ``hp_json``), e.g.
+    ``ascent_weight 0.0618``."""
+    from trainables.unlearning.registry import METHODS
+
+    methods = {str(m) for m in frame["method"].dropna()}
+    if len(methods) != 1 or next(iter(methods)) not in METHODS or "hp_json" not in frame:
+        return "-"
+    hps = [json.loads(h) for h in frame["hp_json"].dropna()]
+    words = []
+    for key in METHODS[next(iter(methods))].params:
+        values = sorted({f"{v:.3g}" if isinstance(v, float) else str(v)
+                         for h in hps if (v := h.get(f"unlearning.{key}")) is not None})
+        if values:
+            words.append(f"{key} {'/'.join(values)}")
+    return ", ".join(words) or "-"
+
+
 def tuned_table(rows: pd.DataFrame) -> str:
     """The configuration ``unlearn tune`` found (validation protocol) beside the paper's defaults, same seeds."""
     tuned = rows[rows["experiment"] == "tuned"]
     if tuned.empty:
         return "_no rows yet_"
-    header = ["model", "weights", "a", "b", "form", "L_train on", "lr", "epochs", "accuracy after", "MIA acc after",
+    header = ["model", "weights", "method", "its keys", "lr", "epochs", "accuracy after", "MIA acc after",
               "retrained MIA", "gap to retrain", "seeds"]
     lines = []
     for model in _order(tuned["model"]):
@@ -353,8 +371,8 @@ def tuned_table(rows: pd.DataFrame) -> str:
                              & (rows["label"].eq("memgp") | rows["label"].str.startswith("tuned", na=False))
                              & rows["experiment"].isin(["main", "supervised", "tuned"])].groupby("label"):
             util = _utility_cols(model)[0][0]
-            lines.append([MODEL_NAMES.get(model, model), label, ms(g["hp_a"].unique()), ms(g["hp_b"].unique(), 4),
-                          _words(g, "hp_form"), _words(g, "hp_train_term_source"), ms(g["hp_lr"].unique(), 5), ms(g["hp_epochs"].unique(), 0), ms(g[f"after_{util}"]),
+            lines.append([MODEL_NAMES.get(model, model), label, _words(g, "method"), _method_keys(g),
+                          ms(g["hp_lr"].unique(), 5), ms(g["hp_epochs"].unique(), 0), ms(g[f"after_{util}"]),
                           ms(g["after_mia_accuracy"]), ms(g["retrain_mia_accuracy"]), ms(g["gap_mia_accuracy"]),
                           str(g["hp_seed"].nunique())])
     return _table(header, lines)
@@ -413,7 +431,8 @@ def probes_table(df: pd.DataFrame) -> str:
               *[f"epoch {e}: acc / AUC" for e in epochs], "wall s"]
     lines = []
     preset = {"optim.lr": 0.003, "optim.batch_size": 128, "augment.strength": 0.2, "model.momentum": 0.99,
-              "model.memory_bank_size": 4096, "model.temperature": 0.1}
+              "model.memory_bank_size": 4096, "model.temperature": 0.1, "data.num_members": 1000,
+              "optim.epochs": 150}
     for _, r in pre.sort_values(["model", "experiment", "hp_seed"]).iterrows():
         probes = r["extra"]["validation_probes"]
         hp = json.loads(r["hp_json"])
