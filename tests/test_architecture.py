@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from trainables.unlearning.config import UnlearnJob
-from trainables.unlearning.registry import KINDS, METHODS, STEP_METHODS
+from trainables.unlearning.registry import KIND_DEFAULTS, KINDS, METHODS, STEP_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,14 @@ def test_every_method_is_declared_once_and_every_place_agrees():
         assert content["method"] in METHODS, f"search_spaces/{space}.yaml names an unknown method"
         assert space in declared_spaces or content["method"] in METHODS, space
     assert set(STEP_METHODS) == {n for n, m in METHODS.items() if m.step_ref}
-    assert UnlearnJob.model_fields["method"].description.endswith(", ".join(METHODS))
+    description = UnlearnJob.model_fields["method"].description
+    assert description.startswith("one of: " + ", ".join(METHODS) + ";")
+    # one default per model kind, a method that supports it, a valid job, and named where the key is documented
+    assert set(KIND_DEFAULTS) == set(KINDS)
+    for kind, keys in KIND_DEFAULTS.items():
+        assert METHODS[keys["method"]].supports(kind), kind
+        UnlearnJob.model_validate(keys)
+        assert f"{keys['method']} for {kind}s" in description
 
 
 def test_the_cli_offers_exactly_the_registered_methods(capsys):
