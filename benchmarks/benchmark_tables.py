@@ -123,20 +123,17 @@ TARGETS = {"before": "attack before >= 0.75", "gap": "within 0.05 of retrained",
            "drop": "accuracy drop <= 10 points"}
 
 
-def _kind(model: str) -> str:
-    return "classifier" if model == "supervised" else "encoder"
-
-
 def target_groups(rows: pd.DataFrame):
     """(model, weights, rows) of the target cells: Eq. 3 defaults of main / supervised, the product's default
     method for the model's kind from the ``methods`` table when it is another method, and tuned cells if any."""
+    from benchmarks.repro_plan import model_kind
     from trainables.unlearning.registry import DEFAULT_METHODS
 
     sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"])
                & (rows["label"].eq("memgp") | rows["label"].str.startswith("tuned", na=False))]
     methods = rows[rows["experiment"] == "methods"]
     for model in _order(set(sub["model"]) | set(methods["model"])):
-        default = DEFAULT_METHODS[_kind(model)]
+        default = DEFAULT_METHODS[model_kind(model)]
         paper = sub[(sub["model"] == model) & (sub["label"] == "memgp")]
         if paper.empty:
             paper = methods[(methods["model"] == model) & (methods["label"] == "memgp")]

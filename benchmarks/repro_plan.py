@@ -56,11 +56,16 @@ DEFAULT_PRIMARY = "encodermi_vector"
 TERM_WEIGHTS = {"a": 1.0, "b": 1.0, "c": 0.1}
 
 
+def model_kind(model: str) -> str:
+    """The registry's model kind of a reproduction model: ``classifier`` for the supervised CNN, else ``encoder``."""
+    return "classifier" if model == "supervised" else "encoder"
+
+
 def table_methods(model: str) -> list[str]:
     """The registered methods of the ``methods`` table for ``model`` (retrain is every row's reference)."""
     from trainables.unlearning.registry import STEP_METHODS
 
-    kind = "classifier" if model == "supervised" else "encoder"
+    kind = model_kind(model)
     skip = ENCODER_ONLY if kind == "classifier" else CLASSIFIER_ONLY
     return [n for n, m in STEP_METHODS.items() if m.supports(kind) and n not in skip]
 
@@ -69,7 +74,7 @@ def kind_default(model: str) -> dict[str, Any]:
     """The UnlearnJob keys a run on ``model`` gets when it names no method (``registry.KIND_DEFAULTS``)."""
     from trainables.unlearning.registry import KIND_DEFAULTS
 
-    return dict(KIND_DEFAULTS["classifier" if model == "supervised" else "encoder"])
+    return dict(KIND_DEFAULTS[model_kind(model)])
 
 
 def tuned_label(space: str | None) -> str:

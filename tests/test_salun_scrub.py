@@ -227,10 +227,19 @@ def test_a_run_with_no_method_named_gets_its_model_kinds_default(parent, tmp_pat
         with_default_method(UnlearnJob(scrub_alpha=0, scrub_gamma=0), "classifier")
 
     out = tmp_path / "default"
-    code = main(["forget", "--checkpoint", str(parent["path"]), "--out", str(out), "--epochs", "1",
-                 "--set", "runtime.progress=false", "--set", "batch_size=16"])
+    argv = ["forget", "--checkpoint", str(parent["path"]), "--out", str(out), "--epochs", "1",
+            "--set", "runtime.progress=false", "--set", "batch_size=16", "--results", str(tmp_path / "store")]
+    code = main(argv)
     assert code == 0, capsys.readouterr().err
     assert verify_checkpoint(out)["unlearning"]["method"] == "scrub"
+    # its results row lost: the same command recognises the finished run (resolved the same way) and only
+    # writes the row again
+    import shutil
+
+    shutil.rmtree(tmp_path / "store")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "already holds this job's verified checkpoint" in capsys.readouterr().out
 
     # The scheduler freezes the method into the batch config from the parent it unlearns.
     unnamed = RayExecutor().resolve_config(None, ["epochs=2", "lr=0.01"], VerifyConfig())

@@ -51,7 +51,7 @@ def forget(checkpoint: PathLike | Checkpoint, forget_ids: Ids | None = None, *, 
            experiment: str | None = None, tags: Mapping[str, Any] | None = None, **params: Any) -> Checkpoint:
     """``unlearn forget``: make ``checkpoint`` forget ``forget_ids`` (sample ids, or a file of ids; default: its
     forget split minus what it already forgot) with ``method`` (default: the config's, else the model kind's,
-    ``DEFAULT_METHODS`` in trainables/unlearning/registry.py) and write the result at ``out``; the input is only
+    ``KIND_DEFAULTS`` in trainables/unlearning/registry.py) and write the result at ``out``; the input is only
     read. ``forget_keys`` names the records by their keys instead
     (docs/data.md). ``params``: UnlearnJob keys (``a``, ``b``, ``form``, ``lr``, ``runtime``, ...;
     docs/unlearning.md)."""

@@ -11,7 +11,7 @@ import sys
 
 from orchestrator.results.run_rows import add_results_args
 from orchestrator.run.options import add_ray_args, ray_options_from_args
-from trainables.unlearning.registry import DEFAULT_METHODS, METHODS
+from trainables.unlearning.registry import METHODS, kind_defaults_text
 
 
 def add_unlearn_config_args(p, *, example: str = "--set b=10 --set form=wgan --set runtime.device=cpu") -> None:
@@ -44,8 +44,8 @@ def register(sub) -> None:
                     "epoch (the gradient-penalty term should fall towards 0) and prints a before/after summary.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint directory to unlearn from")
-    defaults = ", ".join(f"{m} for {k}s" for k, m in DEFAULT_METHODS.items())
-    p.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default: the model kind's, {defaults})")
+    p.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default: the model kind's, "
+                                    f"{kind_defaults_text()})")
     p.add_argument("--epochs", type=int, help="unlearning epochs (default 10, as in the paper)")
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist)")
     add_unlearn_config_args(p)

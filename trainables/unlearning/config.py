@@ -41,17 +41,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trainables.config import OptimConfig, RuntimeConfig, StrictModel
-from trainables.unlearning.registry import DEFAULT_METHODS, METHODS, PENALTY_METHODS
+from trainables.errors import UserError
+from trainables.unlearning.registry import KIND_DEFAULTS, METHODS, PENALTY_METHODS, kind_defaults_text
 
 
 class UnlearnJob(StrictModel):
     """One unlearning run. Flat on purpose: ``unlearn tune`` writes its best config as a YAML of these keys."""
 
     method: str = Field("memgp", description="one of: " + ", ".join(METHODS) + "; when not set, the model kind's "
-                        "default: " + ", ".join(f"{m} for {k}s" for k, m in DEFAULT_METHODS.items()))
+                        "default: " + kind_defaults_text())
     a: float = Field(1.0, ge=0, description="weight of L_train (the model's training objective)")
     b: float = Field(1.0, ge=0, description="weight of the gradient penalty (L_GP for gp, L_MEMGP for memgp)")
     c: float = Field(0.0, ge=0, description="weight of L_Norm, the mean output norm on the forget batch (Eq. 2; "
@@ -154,14 +155,8 @@ def with_default_method(job: UnlearnJob, kind: str) -> UnlearnJob:
         >>> with_default_method(UnlearnJob(epochs=3), "encoder").method
         'memgp'
     """
-    from trainables.unlearning.registry import KIND_DEFAULTS
-
     if "method" in job.model_fields_set:
         return job
-    from pydantic import ValidationError
-
-    from trainables.errors import UserError
-
     defaults = KIND_DEFAULTS[kind]
     try:
         return UnlearnJob.model_validate({**defaults, **job.model_dump(exclude_unset=True)})

@@ -142,6 +142,11 @@ KIND_DEFAULTS: dict[str, dict] = {
 DEFAULT_METHODS: dict[str, str] = {kind: keys["method"] for kind, keys in KIND_DEFAULTS.items()}
 
 
+def kind_defaults_text() -> str:
+    """``memgp for encoders, neggrad_plus for classifiers``: the defaults as the CLI help and docs name them."""
+    return ", ".join(f"{method} for {kind}s" for kind, method in DEFAULT_METHODS.items())
+
+
 def meta_kind(meta: dict) -> str:
     """A checkpoint's model kind from its ``meta.json``: ``classifier`` for a supervised model, else ``encoder``."""
     return "classifier" if meta.get("method") == "supervised" else "encoder"
