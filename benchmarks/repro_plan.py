@@ -103,6 +103,7 @@ class Settings:
     baseline_seeds: tuple[int, ...] | None = None  # default: the first seed
     forget_fractions: tuple[float, ...] = FORGET_FRACTIONS
     pretrain_overrides: tuple[str, ...] = ()  # --set for every pretraining (after the recipe)
+    model_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --model-set: model -> overrides
     unlearn_overrides: tuple[str, ...] = ()  # --unlearn-set for every unlearning job
     attack_overrides: tuple[str, ...] = ()  # --attack-set for the evaluation
     tuned_configs: dict[str, str] = field(default_factory=dict)  # model -> best-config YAML (unlearn tune)
@@ -135,13 +136,15 @@ class Cell:
 
 
 def pretrain_overrides(settings: Settings, model: str, seed: int) -> list[str]:
-    """``--set`` overrides on the overfit preset for one pretraining (data, seeds, recipe, 1 thread)."""
+    """``--set`` overrides on the overfit preset for one pretraining (data, seeds, recipe, 1 thread, then the run's
+    ``--set`` and the model's own ``--model-set``)."""
     data = [f"data.dataset={settings.data}", f"data.num_members={settings.members}",
             f"data.num_nonmembers={settings.nonmembers or settings.members}",
             f"data.forget_fraction={PAPER_FORGET_FRACTION}", f"data.split_seed={seed}"]
     runtime = [f"method={model}", f"runtime.seed={seed}", "runtime.num_threads=1", f"runtime.device={settings.device}",
                "eval.knn_every=0", "eval.linear_probe=false"]  # utility is measured by the audit instead
-    return data + runtime + RECIPES[model] + list(settings.pretrain_overrides)
+    return (data + runtime + RECIPES[model] + list(settings.pretrain_overrides)
+            + list(settings.model_overrides.get(model, ())))
 
 
 def _ablation_cells(model: str, seed: int) -> list[Cell]:

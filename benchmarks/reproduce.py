@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.repro_exec import is_done, run_task  # noqa: E402
-from benchmarks.repro_plan import ENCODERS, FORGET_FRACTIONS, TABLES, Settings, build_plan  # noqa: E402
+from benchmarks.repro_plan import ENCODERS, FORGET_FRACTIONS, RECIPES, TABLES, Settings, build_plan  # noqa: E402
 from benchmarks.repro_tasks import Task, build_tasks  # noqa: E402
 from orchestrator.run.options import add_ray_args, ray_options_from_args  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
@@ -82,6 +82,8 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tune-samples", type=int, default=16, help="trials per search (default 16)")
     p.add_argument("--set", dest="pretrain_set", action="append", default=[], metavar="KEY=VALUE",
                    help="pretraining override for every model (after the recipe)")
+    p.add_argument("--model-set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                   help="pretraining override for one model (after --set), e.g. moco:optim.epochs=800")
     p.add_argument("--unlearn-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--attack-set", action="append", default=[], metavar="KEY=VALUE", help="EvaluateJob key=value")
     p.add_argument("--probe-every", type=int, default=50,
@@ -109,13 +111,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if not sep or not Path(path).is_file():
             raise UserError(f"--tuned expects MODEL=FILE with an existing file, got {item!r}")
         tuned[model] = str(Path(path).resolve())
-    return Settings(data=args.data, members=args.members, nonmembers=args.nonmembers, seeds=args.seeds,
+    return Settings(data=args.data, model_overrides=model_overrides(args.model_set), members=args.members, nonmembers=args.nonmembers, seeds=args.seeds,
                     tables=args.tables, models=args.models, ablation_model=args.ablation_model,
                     ablation_seeds=args.ablation_seeds, baseline_seeds=args.baseline_seeds,
                     forget_fractions=args.forget_fractions, pretrain_overrides=tuple(args.pretrain_set),
                     unlearn_overrides=tuple(args.unlearn_set), attack_overrides=tuple(args.attack_set),
                     tuned_configs=tuned, tune_space=args.tune_space, tune_samples=args.tune_samples,
                     probe_every=args.probe_every if args.workers == 0 else 0, gpu=args.gpu)
+
+
+def model_overrides(items: list[str]) -> dict[str, tuple[str, ...]]:
+    """``--model-set MODEL:KEY=VALUE`` flags as {model: (KEY=VALUE, ...)}, in the order given."""
+    out: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        model, sep, override = item.partition(":")
+        if not sep or "=" not in override or model not in RECIPES:
+            raise UserError(f"--model-set expects MODEL:KEY=VALUE with MODEL one of {', '.join(RECIPES)}, "
+                            f"got {item!r}")
+        out[model] = out.get(model, ()) + (override,)
+    return out
 
 
 def finished_cells(results: str) -> set[str]:

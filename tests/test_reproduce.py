@@ -8,6 +8,7 @@ import json
 import pytest
 
 from benchmarks import make_benchmarks_md, reproduce
+from benchmarks.repro_plan import build_plan
 from orchestrator.results.store import load
 
 TINY = ["--data", "digits", "--members", "100", "--seeds", "0", "--probe-every", "1",
@@ -80,12 +81,31 @@ def test_one_headline_model_end_to_end_and_resume(tmp_path, capsys):
     (["--tables", "main,tabel9"], "unknown table"),
     (["--forget-fractions", "0.2,1.5"], "--forget-fractions must lie in (0, 1)"),
     (["--unlearn-set", "nosuchkey=1"], "nosuchkey"),
+    (["--model-set", "mocco:optim.epochs=3"], "--model-set expects MODEL:KEY=VALUE"),
+    (["--model-set", "moco"], "--model-set expects MODEL:KEY=VALUE"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
     work = tmp_path / "w"
     assert reproduce.main(TINY + ["--work", str(work)] + extra) == 2
     assert message in capsys.readouterr().err
     assert not work.exists()
+
+
+def test_a_model_set_changes_only_that_models_pretraining(tmp_path):
+    from benchmarks.repro_tasks import build_tasks
+
+    def pretrain_jobs(argv):
+        settings = reproduce.settings_from(reproduce.parse_args(TINY + ["--work", str(tmp_path)] + argv))
+        tasks = build_tasks(build_plan(settings), settings, tmp_path)
+        return {t.name: (t.key, t.payload["job"]) for t in tasks if t.kind == "pretrain"}
+
+    base = pretrain_jobs(["--models", "simclr,moco", "--set", "optim.epochs=3"])
+    moco = pretrain_jobs(["--models", "simclr,moco", "--set", "optim.epochs=3",
+                          "--model-set", "moco:optim.epochs=5", "--model-set", "moco:data.num_members=40"])
+    assert moco["pretrain/simclr/s0"] == base["pretrain/simclr/s0"]  # same key: finished runs stay reusable
+    key, job = moco["pretrain/moco/s0"]
+    assert key != base["pretrain/moco/s0"][0]
+    assert (job["optim"]["epochs"], job["data"]["num_members"]) == (5, 40)  # after --set
 
 
 def test_plan_order_keys_and_dependencies(tmp_path):
