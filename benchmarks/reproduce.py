@@ -111,10 +111,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if not sep or not Path(path).is_file():
             raise UserError(f"--tuned expects MODEL=FILE with an existing file, got {item!r}")
         tuned[model] = str(Path(path).resolve())
-    return Settings(data=args.data, model_overrides=model_overrides(args.model_set), members=args.members, nonmembers=args.nonmembers, seeds=args.seeds,
+    return Settings(data=args.data, members=args.members, nonmembers=args.nonmembers, seeds=args.seeds,
                     tables=args.tables, models=args.models, ablation_model=args.ablation_model,
                     ablation_seeds=args.ablation_seeds, baseline_seeds=args.baseline_seeds,
                     forget_fractions=args.forget_fractions, pretrain_overrides=tuple(args.pretrain_set),
+                    model_overrides=model_overrides(args.model_set),
                     unlearn_overrides=tuple(args.unlearn_set), attack_overrides=tuple(args.attack_set),
                     tuned_configs=tuned, tune_space=args.tune_space, tune_samples=args.tune_samples,
                     probe_every=args.probe_every if args.workers == 0 else 0, gpu=args.gpu)
