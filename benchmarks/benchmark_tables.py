@@ -126,20 +126,20 @@ TARGETS = {"before": "attack before >= 0.75", "gap": "within 0.05 of retrained",
 def target_groups(rows: pd.DataFrame):
     """(model, weights, rows) of the target cells: Eq. 3 defaults of main / supervised, the product's default
     method for the model's kind from the ``methods`` table when it is another method, and tuned cells if any."""
-    from benchmarks.repro_plan import model_kind
-    from trainables.unlearning.registry import DEFAULT_METHODS
+    from benchmarks.repro_plan import kind_default
 
     sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"])
                & (rows["label"].eq("memgp") | rows["label"].str.startswith("tuned", na=False))]
     methods = rows[rows["experiment"] == "methods"]
     for model in _order(set(sub["model"]) | set(methods["model"])):
-        default = DEFAULT_METHODS[model_kind(model)]
+        default = kind_default(model)
+        paper_is_default = default == {"method": "memgp"}  # Eq. 3 at the paper's weights
         paper = sub[(sub["model"] == model) & (sub["label"] == "memgp")]
         if paper.empty:
             paper = methods[(methods["model"] == model) & (methods["label"] == "memgp")]
-        groups = [("defaults (a=1, b=1)" + (", the product default" if default == "memgp" else ""), paper)]
-        if default != "memgp":  # the cells of the kind's default configuration (label "default")
-            groups.append((f"{default}, the product default",
+        groups = [("defaults (a=1, b=1)" + (", the product default" if paper_is_default else ""), paper)]
+        if not paper_is_default:  # the cells of the kind's default configuration (label "default")
+            groups.append((f"{default['method']}, the product default",
                            methods[(methods["model"] == model) & (methods["label"] == "default")]))
         tuned = sub[(sub["model"] == model) & (sub["experiment"] == "tuned")]
         groups += [(label, tuned[tuned["label"] == label]) for label in sorted(tuned["label"].unique())]

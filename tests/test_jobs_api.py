@@ -26,6 +26,7 @@ from orchestrator.fenced.ray_internals import UV_RUNTIME_ENV
 from orchestrator.results import store as results
 from orchestrator.run.jobs import run_pretrain
 from tests.conftest import REPO_ROOT, tiny_job
+from trainables.unlearning.registry import DEFAULT_METHODS
 
 # gitignore syntax, relative to the working dir (Ray also honours the repository's .gitignore files)
 EXCLUDES = [".venv", ".git", "/runs/", "/demo_runs/", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info",
@@ -127,7 +128,7 @@ def test_unlearning_job_through_the_jobs_api(tmp_path):
     rows = results.load(str(store))
     assert len(rows) == 1
     row = rows.iloc[0]
-    assert row["kind"] == "unlearn" and row["method"] == "memgp" and row["experiment"] == "jobs-api"
+    assert row["kind"] == "unlearn" and row["method"] == DEFAULT_METHODS["encoder"] and row["experiment"] == "jobs-api"
     assert row["forget_size"] == 20 and row["checkpoint_uri"] == str(out.resolve())
     assert row["git_sha"] == "test-sha-123" and 0 <= row["after_knn_acc"] <= 1
     assert (out / "meta.json").is_file()

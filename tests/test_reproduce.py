@@ -172,9 +172,14 @@ def test_methods_table_runs_every_registered_method_of_the_kind_on_every_seed_an
     assert lines["scrub"].endswith("| 2 | met |") and "0.020 ± 0.014 (2)" in lines["scrub"]
     assert lines["memgp"].endswith("missed: gap, chance |") and lines["salun"].endswith("missed: gap, chance |")
     assert list(lines)[:5] == ["*original*", "default", "scrub", "salun", "memgp"]  # closest to retrained first
-    monkeypatch.setitem(registry.DEFAULT_METHODS, "classifier", "scrub")
+    monkeypatch.setitem(registry.KIND_DEFAULTS, "classifier", {"method": "scrub"})
     targets = {line.split(" | ")[1]: line for line in bt.targets_table(frame).splitlines()[2:]}
     assert targets["scrub, the product default"].endswith("| all met |")
+    assert targets["defaults (a=1, b=1)"].endswith("| missed: gap, chance |")
+    # a default of the paper's method at other weights is judged on its own cells, not on the paper's
+    monkeypatch.setitem(registry.KIND_DEFAULTS, "classifier", {"method": "memgp", "b": 7.0})
+    targets = {line.split(" | ")[1]: line for line in bt.targets_table(frame).splitlines()[2:]}
+    assert targets["memgp, the product default"].endswith("| all met |")
     assert targets["defaults (a=1, b=1)"].endswith("| missed: gap, chance |")
 
 

@@ -218,7 +218,9 @@ def test_a_run_with_no_method_named_gets_its_model_kinds_default(parent, tmp_pat
     monkeypatch.setitem(registry.KIND_DEFAULTS, "classifier", {"method": "scrub", "scrub_msteps": 1, "lr": 0.002})
     assert prepare_unlearning(UnlearnJob(epochs=2), parent["path"]).job.method == "scrub"
     assert prepare_unlearning(UnlearnJob(method="memgp"), parent["path"]).job.method == "memgp"
-    assert with_default_method(UnlearnJob(epochs=2, lr=0.01), "encoder").method == "memgp"
+    encoder = with_default_method(UnlearnJob(epochs=2, lr=0.01), "encoder")
+    assert (encoder.method, encoder.b, encoder.epochs) == (registry.KIND_DEFAULTS["encoder"]["method"],
+                                                          registry.KIND_DEFAULTS["encoder"]["b"], 2)
     kept = with_default_method(UnlearnJob(epochs=2, lr=0.01), "classifier")  # the user's keys win
     assert (kept.method, kept.scrub_msteps, kept.epochs, kept.lr) == ("scrub", 1, 2, 0.01)
     assert "method" in kept.model_fields_set  # resolved once

@@ -153,7 +153,7 @@ def with_default_method(job: UnlearnJob, kind: str) -> UnlearnJob:
 
     Example:
         >>> with_default_method(UnlearnJob(epochs=3), "encoder").method
-        'memgp'
+        'gp'
     """
     if "method" in job.model_fields_set:
         return job
