@@ -25,8 +25,8 @@ def test_pretrain_forget_retrain_rows(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("UNLEARN_RESULTS", raising=False)
     assert main(["pretrain", *TINY, "--out", str(tmp_path / "pre"), "--results", str(store),
                  "--experiment", "main", "--tag", "ablation={terms: a+b, equation: eq3}"]) == 0
-    assert main(["forget", "--checkpoint", str(tmp_path / "pre"), "--epochs", "2", "--set", "b=2", *QUIET,
-                 "--out", str(tmp_path / "fg"), "--results", str(store)]) == 0
+    assert main(["forget", "--checkpoint", str(tmp_path / "pre"), "--method", "memgp", "--epochs", "2", "--set", "b=2",
+                 *QUIET, "--out", str(tmp_path / "fg"), "--results", str(store)]) == 0
     monkeypatch.setenv("UNLEARN_RESULTS", str(store))  # the default when --results is not given
     assert main(["retrain", "--checkpoint", str(tmp_path / "pre"), "--set", "retrain_epochs=1", *QUIET,
                  "--out", str(tmp_path / "rt")]) == 0
