@@ -125,7 +125,8 @@ TARGETS = {"before": "attack before >= 0.75", "gap": "within 0.05 of retrained",
 
 def target_groups(rows: pd.DataFrame):
     """(model, weights, rows) of the target cells: Eq. 3 defaults of main / supervised, the product's default
-    method for the model's kind from the ``methods`` table when it is another method, and tuned cells if any."""
+    configuration for the model's kind from the ``methods`` table when it is not Eq. 3 at the paper's weights, and
+    tuned cells if any."""
     from benchmarks.repro_plan import kind_default
 
     sub = rows[rows["experiment"].isin(["main", "supervised", "tuned"])

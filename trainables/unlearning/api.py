@@ -46,7 +46,7 @@ def check_compatible(job: UnlearnJob, model: nn.Module, ids: dict[str, np.ndarra
                         f"log-probability of; use penalty_output=embed")
     if job.method == "gp" and job.b > 0 and len(ids.get("nonmember_ref", ())) == 0:
         raise UserError("gp (Eq. 2) interpolates with reference non-members, but the nonmember_ref split is empty; "
-                        "use memgp, which needs no non-member data")
+                        "name the method memgp (--method memgp), which needs no non-member data")
     if len(ids["forget"]) == 0:
         raise UserError("the forget set is empty: name at least one member sample id")
     needs_retain = method.primary == "retain" or "retain" in method.streams(job)

@@ -137,7 +137,8 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
 KIND_DEFAULTS: dict[str, dict] = {
     # `unlearn tune --space portfolio` (60 trials, validation protocol of one CIFAR-10 MoCo), its best configs
     # re-scored on the validation protocols of 2 more MoCo seeds, the most robust one rounded: Eq. 2 with a strong
-    # penalty (the paper's a=1, b=1 left MoCo at 0.67 and BYOL at 0.53-0.58 with the overfit recipe)
+    # penalty (needs nonmember_ref data). The paper's a=1, b=1 left MoCo at 0.64 and BYOL at 0.53 (retrained 0.45,
+    # 0.46) with the overfit recipe.
     "encoder": {"method": "gp", "a": 1.8, "b": 21.0, "c": 0.11, "lr": 0.0023, "epochs": 8},
     # `unlearn tune --space neggrad_plus` (40 trials, validation protocol of one CIFAR-10 classifier), rounded
     "classifier": {"method": "neggrad_plus", "ascent_weight": 0.062, "lr": 0.0092, "epochs": 10},
