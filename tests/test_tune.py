@@ -133,6 +133,7 @@ def test_multi_worker_trials_drive_ray_train(ray_session, checkpoint, tmp_path):
     (["--cap", "0"], "--cap must be in (0, 1)"),
     (["--cap", "1.5"], "--cap must be in (0, 1)"),
     (["--objective", "gap_to_retrain"], "--retrained"),
+    (["--objective", "target_distance"], "--retrained"),
     (["--samples", "0"], "--samples must be at least 1"),
     (["--resume"], "holds no search to resume"),
     (["--asha", "--workers-per-trial", "2"], "--workers-per-trial 1"),

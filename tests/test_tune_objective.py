@@ -30,8 +30,16 @@ def test_objectives_and_feasibility():
     retrained = {"mia_accuracy": 0.46, "mia_auc": 0.44, "knn_acc": 0.76}
     gap = Scoring("gap_to_retrain", 0.10).score(metrics, original=ORIGINAL, reference=retrained)["objective"]
     assert gap == pytest.approx((0.04 + 0.04 + 0.04) / 3)
-    with pytest.raises(UserError, match="--retrained"):
-        Scoring("gap_to_retrain", 0.10).score(metrics, original=ORIGINAL)
+    # the larger of the two target distances: |0.42 - 0.5| = 0.08 beats |0.42 - 0.46| = 0.04, and the reverse
+    target = Scoring("target_distance", 0.10)
+    assert target.score(metrics, original=ORIGINAL, reference=retrained)["objective"] == pytest.approx(0.08)
+    assert target.score({**metrics, "mia_accuracy": 0.52}, original=ORIGINAL,
+                        reference={**retrained, "mia_accuracy": 0.44})["objective"] == pytest.approx(0.08)
+    assert target.score({**metrics, "mia_accuracy": 0.47}, original=ORIGINAL,
+                        reference=retrained)["objective"] == pytest.approx(0.03)
+    for needs in ("gap_to_retrain", "target_distance"):
+        with pytest.raises(UserError, match="--retrained"):
+            Scoring(needs, 0.10).score(metrics, original=ORIGINAL)
     assert Scoring().diverged() == {"objective": WORST, "accuracy_drop": pytest.approx(float("nan"), nan_ok=True),
                                     "constraint": WORST, "feasible": False}
 

@@ -43,7 +43,8 @@ def register(sub) -> None:
                    help="largest allowed accuracy drop, a fraction in (0, 1) (default 0.10 = 10 points)")
     p.add_argument("--objective", default="mia_distance", choices=OBJECTIVES,
                    help="minimised: mia_distance = |attack accuracy - 0.5| (default), mia_accuracy, or "
-                        "gap_to_retrain (needs --retrained)")
+                        "gap_to_retrain or target_distance = the larger of |attack - 0.5| and |attack - retrained's| "
+                        "(both need --retrained)")
     p.add_argument("--accuracy", default="auto", choices=["auto", *ACCURACY_METRICS],
                    help="the accuracy the cap applies to (auto: kNN for encoders, test accuracy for classifiers)")
     p.add_argument("--retrained", metavar="DIR", help="the model retrained without the forget set (reference)")

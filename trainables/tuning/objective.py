@@ -7,6 +7,10 @@ Objectives (all minimised, all in [0, 1], so :data:`WORST` marks a diverged tria
 - ``mia_accuracy``: the primary attack's accuracy on the forget set vs non-members (the paper's stated goal).
 - ``gap_to_retrain``: the mean absolute difference to the model retrained without the forget set, over
   ``mia_accuracy``, ``mia_auc`` and the accuracy metric (needs the retrained model's metrics).
+- ``target_distance``: ``max(|mia_accuracy - 0.5|, |mia_accuracy - retrained mia_accuracy|)``, the larger of the
+  two distances an unlearning target bounds ("within 0.05 of chance and of the retrained model"). Where the retrained
+  model's attack sits off chance (its forget samples come from the members' pool, the non-members from another),
+  ``mia_distance`` alone aims at the wrong point (needs the retrained model's metrics).
 
 Constraint: ``accuracy_drop = original - unlearned`` of the accuracy metric (``knn_acc`` for encoders, ``test_acc``
 for classifiers by default) must be ``<= cap``. A trial is *feasible* when its objective is finite and the
@@ -27,7 +31,8 @@ from typing import Any
 
 from trainables.errors import UserError
 
-OBJECTIVES: tuple[str, ...] = ("mia_distance", "mia_accuracy", "gap_to_retrain")
+OBJECTIVES: tuple[str, ...] = ("mia_distance", "mia_accuracy", "gap_to_retrain", "target_distance")
+NEEDS_RETRAINED: tuple[str, ...] = ("gap_to_retrain", "target_distance")
 ACCURACY_METRICS: dict[str, str] = {"knn": "knn_acc", "linear": "linear_acc", "test": "test_acc",
                                     "retain": "retain_acc"}
 GAP_METRICS: tuple[str, ...] = ("mia_accuracy", "mia_auc")
@@ -57,7 +62,10 @@ class Scoring:
         if self.objective == "mia_distance":
             return abs(float(metrics["mia_accuracy"]) - 0.5)
         if not reference:
-            raise UserError("objective gap_to_retrain needs the retrained model (--retrained DIR)")
+            raise UserError(f"objective {self.objective} needs the retrained model (--retrained DIR)")
+        if self.objective == "target_distance":
+            accuracy = float(metrics["mia_accuracy"])
+            return max(abs(accuracy - 0.5), abs(accuracy - float(reference["mia_accuracy"])))
         keys = [k for k in (*GAP_METRICS, self.accuracy) if k in metrics and k in reference]
         return sum(abs(float(metrics[k]) - float(reference[k])) for k in keys) / len(keys)
 
