@@ -148,7 +148,7 @@ def test_a_candidate_changed_after_verification_is_not_promoted(setup, capsys, t
 
 def test_register_promote_needs_force_and_reason_and_is_marked_unverified(setup, capsys, base_ckpt, tmp_path):
     path, members = setup
-    other = make_base_checkpoint(tmp_path / "other")
+    other = make_base_checkpoint(tmp_path / "other", seed=20261202)  # never the registered weights
     capsys.readouterr()
     assert main(["models", "register", str(other), "--promote"]) == 2
     assert "bypasses the verification gate" in capsys.readouterr().err
