@@ -33,7 +33,7 @@ from orchestrator.tune.outcome import SearchOutcome, collect_trials, finish_sear
 from orchestrator.tune.portfolio import PORTFOLIO, PortfolioSpace, load_portfolio
 from orchestrator.tune.space import SearchSpace, load_space
 from trainables.errors import UserError
-from trainables.tuning.objective import NEEDS_RETRAINED, Scoring, resolve_accuracy
+from trainables.tuning.objective import Scoring, require_retrained, resolve_accuracy
 from trainables.unlearning.registry import meta_kind
 
 TRIAL_DRIVER_CPU = 0.5  # a Train-inside-Tune trial only drives its workers (and scores the result at the end)
@@ -114,8 +114,7 @@ def check_settings(settings: SearchSettings) -> tuple[SearchSpace | PortfolioSpa
     if settings.samples < 1:
         raise UserError(f"--samples must be at least 1, got {settings.samples}")
     Scoring(settings.objective, settings.cap)  # objective name and cap range
-    if settings.objective in NEEDS_RETRAINED and not settings.retrained:
-        raise UserError(f"objective {settings.objective} needs the retrained model: pass --retrained DIR")
+    require_retrained(settings.objective, settings.retrained)
     if settings.grace_period < 1:
         raise UserError(f"--grace-period must be at least 1 epoch, got {settings.grace_period}")
     if settings.asha and settings.workers > 1:

@@ -29,7 +29,7 @@ from trainables.data.sources import ImageSource
 from trainables.data.splits import Splits
 from trainables.errors import UserError
 from trainables.jobs.unlearn import UnlearnRun, prepare_unlearning
-from trainables.tuning.objective import NEEDS_RETRAINED, Scoring
+from trainables.tuning.objective import Scoring, require_retrained
 from trainables.tuning.validation import validation_splits
 from trainables.unlearning.config import UnlearnJob
 from trainables.unlearning.plan import ForgetPlan
@@ -101,8 +101,7 @@ def prepare_search_base(checkpoint_dir: str | Path, probe_job: UnlearnJob, *, sc
     data, if already loaded (else read from the checkpoint's data config)."""
     t0 = time.perf_counter()
     run = prepare_unlearning(probe_job, checkpoint_dir, forget_ids, source=source)
-    if scoring.objective in NEEDS_RETRAINED and retrained is None:
-        raise UserError(f"objective {scoring.objective} needs the retrained model: pass --retrained DIR")
+    require_retrained(scoring.objective, retrained)
     view = validation_splits(run.checkpoint.splits, forget_ids=run.plan.forget_ids, retain_ids=run.plan.retain_ids)
     is_classifier = run.pretrain_job.method == "supervised"
     if scoring.accuracy not in (("test_acc", "retain_acc") if is_classifier else ("knn_acc", "linear_acc")):

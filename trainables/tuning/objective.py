@@ -61,8 +61,7 @@ class Scoring:
             return float(metrics["mia_accuracy"])
         if self.objective == "mia_distance":
             return abs(float(metrics["mia_accuracy"]) - 0.5)
-        if not reference:
-            raise UserError(f"objective {self.objective} needs the retrained model (--retrained DIR)")
+        require_retrained(self.objective, reference)
         if self.objective == "target_distance":
             accuracy = float(metrics["mia_accuracy"])
             return max(abs(accuracy - 0.5), abs(accuracy - float(reference["mia_accuracy"])))
@@ -81,6 +80,12 @@ class Scoring:
     def diverged(self) -> dict[str, Any]:
         """The score of a trial whose loss became NaN or exploded: worst objective, infeasible."""
         return {"objective": WORST, "accuracy_drop": float("nan"), "constraint": WORST, "feasible": False}
+
+
+def require_retrained(objective: str, retrained: Any) -> None:
+    """UserError when ``objective`` compares with the retrained model (:data:`NEEDS_RETRAINED`) and none is given."""
+    if objective in NEEDS_RETRAINED and not retrained:
+        raise UserError(f"objective {objective} needs the retrained model: pass --retrained DIR")
 
 
 def resolve_accuracy(choice: str, is_contrastive: bool) -> str:
