@@ -55,7 +55,30 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    p = build_parser()
+    p.add_argument("--only", type=_names, default=(), metavar="EXPERIMENT/LABEL",
+                   help="run only these cells of the plan (and the pretrainings / retrainings they need), e.g. "
+                        "methods/default,main/memgp")
+    return p.parse_args(argv)
+
+
+def only_cells(tasks: list[Task], only: tuple[str, ...]) -> list[Task]:
+    """The plan's tasks cut down to the cells named ``EXPERIMENT/LABEL`` (every model and seed) and what they
+    depend on; every name must match a cell."""
+    if not only:
+        return tasks
+    label = {t.name: f"{t.payload['experiment']}/{t.payload['label']}" for t in tasks if t.kind == "cell"}
+    cells = {name for name, el in label.items() if el in only}
+    unknown = [o for o in only if o not in label.values()]
+    if unknown:
+        raise UserError(f"--only names no cell of the plan: {', '.join(unknown)} (EXPERIMENT/LABEL, with the "
+                        f"reproduction's --tables / --models / --seeds)")
+    by_name = {t.name: t for t in tasks}
+    keep = set(cells)
+    for name in list(cells):
+        keep |= set(by_name[name].deps)
+    keep |= {d for name in list(keep) for d in by_name[name].deps}  # a search needs its pretraining
+    return [t for t in tasks if t.name in keep]
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -249,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.results.store import filesystem
 
         filesystem(results)  # an unusable results URI fails before any work
-        tasks = build_tasks(build_plan(settings), settings, work)  # every job config validated here
+        tasks = only_cells(build_tasks(build_plan(settings), settings, work), args.only)  # configs validated here
         pending = pending_tasks(tasks, results)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

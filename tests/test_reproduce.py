@@ -83,6 +83,7 @@ def test_one_headline_model_end_to_end_and_resume(tmp_path, capsys):
     (["--unlearn-set", "nosuchkey=1"], "nosuchkey"),
     (["--model-set", "mocco:optim.epochs=3"], "--model-set expects MODEL:KEY=VALUE"),
     (["--model-set", "moco"], "--model-set expects MODEL:KEY=VALUE"),
+    (["--only", "main/memgp,main/nosuch"], "--only names no cell of the plan: main/nosuch"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
     work = tmp_path / "w"
@@ -106,6 +107,24 @@ def test_a_model_set_changes_only_that_models_pretraining(tmp_path):
     key, job = moco["pretrain/moco/s0"]
     assert key != base["pretrain/moco/s0"][0]
     assert (job["optim"]["epochs"], job["data"]["num_members"]) == (5, 40)  # after --set
+
+
+def test_only_keeps_the_named_cells_and_what_they_need(tmp_path):
+    from benchmarks.repro_tasks import build_tasks
+
+    args = reproduce.parse_args(TINY + ["--work", str(tmp_path), "--models", "simclr,moco", "--seeds", "0,1",
+                                        "--tables", "main,methods,tuned"])
+    settings = reproduce.settings_from(args)
+    tasks = build_tasks(build_plan(settings), settings, tmp_path)
+    kept = reproduce.only_cells(tasks, ("methods/default", "tuned/tuned"))
+    cells = sorted(t.name for t in kept if t.kind == "cell")
+    assert cells == sorted(f"{e}/{m}/s{s}/{label}" for e, label in [("methods", "default"), ("tuned", "tuned")]
+                           for m in ("simclr", "moco") for s in (0, 1))
+    names = {t.name for t in kept}
+    assert {"pretrain/moco/s1", "retrain/moco/s1/f20", "tune/simclr/s0"} <= names  # what the cells need
+    assert not any(t.kind == "cell" and "memgp" in t.name for t in kept) and len(kept) < len(tasks)
+    assert [t.name for t in kept] == [t.name for t in tasks if t.name in names]  # run order kept
+    assert reproduce.only_cells(tasks, ()) == tasks
 
 
 def test_plan_order_keys_and_dependencies(tmp_path):
