@@ -73,12 +73,22 @@ def only_cells(tasks: list[Task], only: tuple[str, ...]) -> list[Task]:
     if unknown:
         raise UserError(f"--only names no cell of the plan: {', '.join(unknown)} (EXPERIMENT/LABEL, with the "
                         f"reproduction's --tables / --models / --seeds)")
-    by_name = {t.name: t for t in tasks}
-    keep = set(cells)
-    for name in list(cells):
-        keep |= set(by_name[name].deps)
-    keep |= {d for name in list(keep) for d in by_name[name].deps}  # a search needs its pretraining
+    keep = cells | needed_by(tasks, cells)
     return [t for t in tasks if t.name in keep]
+
+
+def needed_by(tasks: list[Task], names: set[str]) -> set[str]:
+    """Names of the tasks that the tasks ``names`` depend on, directly or not (a cell's search needs its
+    pretraining)."""
+    deps = {t.name: t.deps for t in tasks}
+    needed: set[str] = set()
+    todo = [d for n in names for d in deps[n]]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(deps[name])
+    return needed
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -170,8 +180,7 @@ def pending_tasks(tasks: list[Task], results: str) -> list[Task]:
     """Cells not in the store, and the pretrainings / retrainings they need whose checkpoints do not exist."""
     done = finished_cells(results)
     cells = [t for t in tasks if t.kind == "cell" and t.key not in done]
-    needed = {d for t in cells for d in t.deps}
-    needed |= {d for t in tasks if t.name in needed for d in t.deps}  # a search needs its pretraining
+    needed = needed_by(tasks, {t.name for t in cells})
     return [t for t in tasks if (t.kind == "cell" and t in cells) or (t.name in needed and not is_done(t))]
 
 
