@@ -140,13 +140,32 @@ def target_groups(rows: pd.DataFrame):
             paper = methods[(methods["model"] == model) & (methods["label"] == "memgp")]
         groups = [("defaults (a=1, b=1)" + (", the product default" if paper_is_default else ""), paper)]
         if not paper_is_default:  # the cells of the kind's default configuration (label "default")
-            groups.append((f"{default['method']}, the product default",
-                           methods[(methods["model"] == model) & (methods["label"] == "default")]))
+            groups += default_groups(methods[(methods["model"] == model) & (methods["label"] == "default")], default)
         tuned = sub[(sub["model"] == model) & (sub["experiment"] == "tuned")]
         groups += [(label, tuned[tuned["label"] == label]) for label in sorted(tuned["label"].unique())]
         for weights, m in groups:
             if not m.empty:
                 yield model, weights, m
+
+
+_PER_RUN_KEYS = ("unlearning.runtime.", "unlearning.forget_count", "unlearning.retain_count")  # not the config
+
+
+def default_groups(cells: pd.DataFrame, default: dict) -> list[tuple[str, pd.DataFrame]]:
+    """The ``default`` cells split by what ran: ``gp, the product default`` for the cells of today's default
+    configuration (its keys as the rows' ``hp_json`` records them), then ``gp, an earlier default`` for each other
+    configuration. A store keeps what ran; the code's default may have moved on since."""
+    ran = cells["hp_json"].map(lambda text: json.loads(text))
+    config = ran.map(lambda hp: json.dumps({k: v for k, v in hp.items() if k.startswith("unlearning.")
+                                            and not k.startswith(_PER_RUN_KEYS)}, sort_keys=True))
+    current = ran.map(lambda hp: all(hp.get(f"unlearning.{key}") == value for key, value in default.items()))
+    groups = []
+    for is_current in (True, False):
+        for key in sorted(set(config[current == is_current])):
+            part = cells[(config == key) & (current == is_current)]
+            method = json.loads(key).get("unlearning.method", part["method"].iloc[0])
+            groups.append((f"{method}, {'the product' if is_current else 'an earlier'} default", part))
+    return groups
 
 
 def target_checks(m: pd.DataFrame, model: str) -> dict[str, bool]:

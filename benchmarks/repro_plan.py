@@ -71,10 +71,11 @@ def table_methods(model: str) -> list[str]:
 
 
 def kind_default(model: str) -> dict[str, Any]:
-    """The UnlearnJob keys a run on ``model`` gets when it names no method (``registry.KIND_DEFAULTS``)."""
-    from trainables.unlearning.registry import KIND_DEFAULTS
+    """The UnlearnJob keys a run on ``model`` gets when it names no method (``registry.default_key``: the model's
+    family default, else its kind's)."""
+    from trainables.unlearning.registry import default_config, default_key
 
-    return dict(KIND_DEFAULTS[model_kind(model)])
+    return dict(default_config(default_key({"method": model})))
 
 
 def tuned_label(space: str | None) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from trainables.unlearning.config import UnlearnJob
-from trainables.unlearning.registry import KIND_DEFAULTS, KINDS, METHODS, STEP_METHODS
+from trainables.unlearning.registry import FAMILY_DEFAULTS, KIND_DEFAULTS, KINDS, METHODS, STEP_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +112,14 @@ def test_every_method_is_declared_once_and_every_place_agrees():
         assert METHODS[keys["method"]].supports(kind), kind
         UnlearnJob.model_validate(keys)
         assert f"{keys['method']} for {kind}s" in description
+    # an encoder family's own default: a pretraining method that makes an encoder, a method for encoders, named too
+    from trainables.config import METHODS as PRETRAIN_METHODS
+
+    for family, keys in FAMILY_DEFAULTS.items():
+        assert family in PRETRAIN_METHODS and family != "supervised", family
+        assert METHODS[keys["method"]].supports("encoder"), family
+        UnlearnJob.model_validate(keys)
+        assert f"{keys['method']} for {family}" in description
 
 
 def test_the_cli_offers_exactly_the_registered_methods(capsys):

@@ -152,9 +152,9 @@ def with_kind_default(config: dict[str, Any], parent: dict[str, Any] | None) -> 
         return config
     from trainables.checkpoint import read_meta
     from trainables.unlearning.config import UnlearnJob, with_default_method
-    from trainables.unlearning.registry import meta_kind
+    from trainables.unlearning.registry import default_key
 
-    resolved = with_default_method(UnlearnJob.model_validate(job), meta_kind(read_meta(parent["uri"])))
+    resolved = with_default_method(UnlearnJob.model_validate(job), default_key(read_meta(parent["uri"])))
     return {**config, "job": resolved.model_dump(mode="json")}
 
 

@@ -39,9 +39,9 @@ def finished_unlearning(out: str | Path, job, checkpoint: str | Path, forget_ids
         return False
     from trainables.checkpoint import read_meta
     from trainables.unlearning.config import with_default_method
-    from trainables.unlearning.registry import meta_kind
+    from trainables.unlearning.registry import default_key
 
-    job = with_default_method(job, meta_kind(read_meta(checkpoint)))  # as prepare_unlearning resolved it
+    job = with_default_method(job, default_key(read_meta(checkpoint)))  # as prepare_unlearning resolved it
     recorded = dict(meta.get("unlearning") or {})
     ids = recorded.get("forget_ids")
     same_job = {k: v for k, v in recorded.items() if k not in _RUN_FACTS} == job.model_dump(mode="json")

@@ -34,7 +34,7 @@ from trainables.loops.context import LoopContext
 from trainables.unlearning.api import check_compatible, run_method
 from trainables.unlearning.config import UnlearnJob, with_default_method
 from trainables.unlearning.plan import ForgetPlan, plan_forget
-from trainables.unlearning.registry import meta_kind
+from trainables.unlearning.registry import default_key
 
 
 @dataclass
@@ -72,7 +72,7 @@ def prepare_unlearning(job: UnlearnJob, checkpoint_dir: str | Path, forget_ids=N
                         f"from non-members")
     pretrain_job = parent_pretrain_job(checkpoint)
     plan = plan_forget(checkpoint.splits, checkpoint.meta, forget_ids)
-    job = with_default_method(job, meta_kind(checkpoint.meta))  # no method named: the model kind's default
+    job = with_default_method(job, default_key(checkpoint.meta))  # no method named: its family/kind default
     check_compatible(job, checkpoint.model, plan.split_ids(checkpoint.splits))
     if source is None:
         source, _ = load_data(pretrain_job.data, checkpoint.splits)

@@ -45,7 +45,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trainables.config import OptimConfig, RuntimeConfig, StrictModel
 from trainables.errors import UserError
-from trainables.unlearning.registry import KIND_DEFAULTS, METHODS, PENALTY_METHODS, kind_defaults_text
+from trainables.unlearning.registry import METHODS, PENALTY_METHODS, default_config, kind_defaults_text
 
 
 class UnlearnJob(StrictModel):
@@ -147,9 +147,9 @@ class UnlearnJob(StrictModel):
 
 
 def with_default_method(job: UnlearnJob, kind: str) -> UnlearnJob:
-    """``job`` with the defaults of its model ``kind`` (``registry.KIND_DEFAULTS``: a method and its keys) when no
-    method was named (``method`` absent from every config source); keys the user set win over them. A job that
-    names its method is returned as it is.
+    """``job`` with the default configuration ``kind`` names (a model kind or an encoder family,
+    ``registry.default_key``: a method and its keys) when no method was named (``method`` absent from every config
+    source); keys the user set win over them. A job that names its method is returned as it is.
 
     Example:
         >>> with_default_method(UnlearnJob(epochs=3), "encoder").method
@@ -157,7 +157,7 @@ def with_default_method(job: UnlearnJob, kind: str) -> UnlearnJob:
     """
     if "method" in job.model_fields_set:
         return job
-    defaults = KIND_DEFAULTS[kind]
+    defaults = default_config(kind)
     try:
         return UnlearnJob.model_validate({**defaults, **job.model_dump(exclude_unset=True)})
     except ValidationError as exc:
