@@ -50,9 +50,9 @@ def forget(checkpoint: PathLike | Checkpoint, forget_ids: Ids | None = None, *, 
            gpu: bool = False, ray: Mapping[str, Any] | None = None, results: PathLike | None = None,
            experiment: str | None = None, tags: Mapping[str, Any] | None = None, **params: Any) -> Checkpoint:
     """``unlearn forget``: make ``checkpoint`` forget ``forget_ids`` (sample ids, or a file of ids; default: its
-    forget split minus what it already forgot) with ``method`` (default: the config's, else the model kind's,
-    ``KIND_DEFAULTS`` in trainables/unlearning/registry.py) and write the result at ``out``; the input is only
-    read. ``forget_keys`` names the records by their keys instead
+    forget split minus what it already forgot) with ``method`` (default: the config's, else the encoder family's or
+    the model kind's, ``FAMILY_DEFAULTS`` / ``KIND_DEFAULTS`` in trainables/unlearning/registry.py) and write the
+    result at ``out``; the input is only read. ``forget_keys`` names the records by their keys instead
     (docs/data.md). ``params``: UnlearnJob keys (``a``, ``b``, ``form``, ``lr``, ``runtime``, ...;
     docs/unlearning.md)."""
     keys = None if forget_keys is None else ",".join(str(k) for k in forget_keys)

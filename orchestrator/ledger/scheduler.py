@@ -145,8 +145,8 @@ def trigger(pending: list[dict[str, Any]], opts: ScheduleOptions, now: float | N
 
 
 def with_kind_default(config: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, Any]:
-    """The batch config with the parent model kind's default method when the job names none, so that the frozen
-    config (and the certificate) says which method ran."""
+    """The batch config with the parent's default method (its family's or kind's) when the job names none, so that
+    the frozen config (and the certificate) says which method ran."""
     job = config.get("job")
     if parent is None or not isinstance(job, dict) or "method" in job:
         return config
