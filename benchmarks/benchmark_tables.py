@@ -155,7 +155,7 @@ def default_groups(cells: pd.DataFrame, default: dict) -> list[tuple[str, pd.Dat
     """The ``default`` cells split by what ran: ``gp, the product default`` for the cells of today's default
     configuration (its keys as the rows' ``hp_json`` records them), then ``gp, an earlier default`` for each other
     configuration. A store keeps what ran; the code's default may have moved on since."""
-    ran = cells["hp_json"].map(lambda text: json.loads(text))
+    ran = cells["hp_json"].map(json.loads)
     config = ran.map(lambda hp: json.dumps({k: v for k, v in hp.items() if k.startswith("unlearning.")
                                             and not k.startswith(_PER_RUN_KEYS)}, sort_keys=True))
     current = ran.map(lambda hp: all(hp.get(f"unlearning.{key}") == value for key, value in default.items()))

@@ -35,20 +35,21 @@ def normal_scores(n: int, auc: float) -> np.ndarray:
 _OWN_KEYS = ("format_version", "created_at", "model_spec", "packages", "sha256")
 
 
-def make_base_checkpoint(out: str | Path, *, num_members: int = 60, seed: int | None = None) -> Path:
-    """A pretrained-looking checkpoint of a tiny random SimCLR encoder on digits (16 px), no training. ``seed``: its
+def make_base_checkpoint(out: str | Path, *, num_members: int = 60, seed: int | None = None,
+                         method: str = "simclr") -> Path:
+    """A pretrained-looking checkpoint of a tiny random ``method`` model on digits (16 px), no training. ``seed``: its
     initialisation (default: whatever the global torch generator holds, so two calls may give the same weights)."""
     if seed is not None:
         import torch
 
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return make_base_checkpoint(out, num_members=num_members)
+            return make_base_checkpoint(out, num_members=num_members, method=method)
     from tests.conftest import tiny_job
     from trainables.checkpoint import save_checkpoint
     from trainables.jobs.common import checkpoint_meta, load_data, new_model
 
-    job = tiny_job("simclr", data={"num_members": num_members, "num_nonmembers": num_members},
+    job = tiny_job(method, data={"num_members": num_members, "num_nonmembers": num_members},
                    model={"width": 4, "proj_dim": 8, "memory_bank_size": 16})
     source, splits = load_data(job.data)
     model, spec = new_model(job, source, len(splits["member"]))

@@ -254,21 +254,12 @@ def test_a_run_with_no_method_named_gets_its_model_kinds_default(parent, tmp_pat
 
 @pytest.mark.parametrize("family", ["byol", "simclr"])
 def test_an_encoder_family_with_a_default_of_its_own_gets_it_and_the_others_the_encoder_default(family, tmp_path):
-    """FAMILY_DEFAULTS wins over KIND_DEFAULTS for checkpoints pretrained with that method, and for what is unlearned
-    from them (their meta keeps the pretraining method); the user's keys still win over either."""
+    """FAMILY_DEFAULTS wins over KIND_DEFAULTS for checkpoints pretrained with that method (a random tiny model, no
+    training: only its meta decides the default); the user's keys still win over either."""
     from tests.ledger_fakes import make_base_checkpoint
-    from trainables.checkpoint import save_checkpoint
-    from trainables.jobs.common import checkpoint_meta, load_data, new_model
     from trainables.unlearning import registry
 
-    if family == "simclr":
-        path = make_base_checkpoint(tmp_path / family, seed=3)
-    else:  # a random tiny BYOL, no training: only its meta decides the default
-        job = tiny_job("byol", data={"num_members": 60, "num_nonmembers": 60}, model={"width": 4, "proj_dim": 8})
-        source, splits = load_data(job.data)
-        model, spec = new_model(job, source, len(splits["member"]))
-        path = save_checkpoint(tmp_path / family, model, spec=spec, splits=splits,
-                               meta=checkpoint_meta(job, "pretrain", [{"epoch": 1}]))
+    path = make_base_checkpoint(tmp_path / family, seed=3, method=family)
     expected = registry.FAMILY_DEFAULTS.get(family, registry.KIND_DEFAULTS["encoder"])
     resolved = prepare_unlearning(UnlearnJob(epochs=2), path).job
     assert resolved.method == expected["method"] and resolved.lr == expected["lr"] and resolved.epochs == 2
